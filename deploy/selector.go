@@ -1,0 +1,106 @@
+package deploy
+
+import (
+	"context"
+	"fmt"
+	"path"
+	"slices"
+	"strings"
+	"sync"
+
+	"github.com/qmorch/qmorch/controller"
+)
+
+// SelectHosts turns command-line node selectors into host node names, using one ListNodes
+// answer. Each selector is a name, a comma list, or a glob (path.Match syntax, e.g. "node*");
+// all selects every host node that has a QM twin (prefix + name). Globs match host nodes only
+// (never QM twins); an exact name that is not registered, or a glob that matches nothing, is an
+// ErrInvalid error that lists the known nodes. The result is sorted and without duplicates.
+func SelectHosts(infos []controller.NodeInfo, selectors []string, all bool, prefix string) ([]string, error) {
+	byName := make(map[string]bool, len(infos))
+	for _, n := range infos {
+		byName[n.Name] = true
+	}
+	isTwin := func(name string) bool {
+		host, ok := strings.CutPrefix(name, prefix)
+		return ok && byName[host]
+	}
+	var out []string
+	if all {
+		if len(selectors) > 0 {
+			return nil, invalidf("give nodes or --all, not both")
+		}
+		for _, n := range infos {
+			if !isTwin(n.Name) && byName[prefix+n.Name] {
+				out = append(out, n.Name)
+			}
+		}
+		if len(out) == 0 {
+			return nil, invalidf("no node has a QM twin named %s<node> (nodes: %s)", prefix, knownNodes(infos))
+		}
+		slices.Sort(out)
+		return out, nil
+	}
+	var unknown []string
+	for _, sel := range selectors {
+		for _, s := range strings.Split(sel, ",") {
+			s = strings.TrimSpace(s)
+			if s == "" {
+				continue
+			}
+			if !strings.ContainsAny(s, "*?[") {
+				if err := validateNodeName(s); err != nil {
+					return nil, withClass(ErrInvalid, err)
+				}
+				if !byName[s] {
+					unknown = append(unknown, fmt.Sprintf("%q", s))
+					continue
+				}
+				out = append(out, s)
+				continue
+			}
+			if _, err := path.Match(s, ""); err != nil {
+				return nil, invalidf("node pattern %q: %v", s, err)
+			}
+			matched := false
+			for _, n := range infos {
+				if ok, _ := path.Match(s, n.Name); ok && !isTwin(n.Name) {
+					out, matched = append(out, n.Name), true
+				}
+			}
+			if !matched {
+				return nil, invalidf("node pattern %q matches no host node (known nodes: %s)", s, knownNodes(infos))
+			}
+		}
+	}
+	if len(unknown) > 0 {
+		return nil, invalidf("unknown node %s (known nodes: %s)", strings.Join(unknown, ", "), knownNodes(infos))
+	}
+	if len(out) == 0 {
+		return nil, invalidf("no nodes given")
+	}
+	slices.Sort(out)
+	return slices.Compact(out), nil
+}
+
+// fanOut calls work(i) for i in [0, n), at most parallel at a time. An item that could not
+// start before ctx ended gets skipped(i, err) instead, so every item gets exactly one result
+// and one node never blocks or hides another.
+func fanOut(ctx context.Context, n, parallel int, work func(i int), skipped func(i int, err error)) {
+	sem := make(chan struct{}, max(parallel, 1))
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			select {
+			case sem <- struct{}{}:
+				defer func() { <-sem }()
+				work(i)
+			case <-ctx.Done():
+				skipped(i, ctx.Err())
+			}
+		}()
+	}
+	wg.Wait()
+}

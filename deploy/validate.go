@@ -1,0 +1,84 @@
+package deploy
+
+import (
+	"bytes"
+	"fmt"
+	"path"
+	"path/filepath"
+	"regexp"
+	"strings"
+
+	"github.com/qmorch/qmorch/qmconf"
+)
+
+// MaxFileSize bounds a Quadlet file: systemd refuses credentials above 1 MiB.
+const MaxFileSize = 1 << 20
+
+// quadletName is what deploy accepts as NAME.container: systemd unit-name characters only,
+// no template ('@'), no leading dot, no path separators. Node-side paths are built from it,
+// so it must never carry '$', '%', '/', whitespace or quotes.
+var quadletName = regexp.MustCompile(`^[A-Za-z0-9_:-][A-Za-z0-9_.:-]*\.container$`)
+
+// ValidateFile checks the file name and content before any node is touched and returns the
+// unit Quadlet generates from it (NAME.service, or ServiceName= + ".service"). source is the
+// local path the user gave (used in messages; may be empty), name the file's base name, which
+// is what lands on the node.
+func ValidateFile(source, name string, content []byte) (unit string, err error) {
+	if source == "" || filepath.Base(source) != name {
+		source = name
+	}
+	if err := validateName(name); err != nil {
+		return "", err
+	}
+	if len(bytes.TrimSpace(content)) == 0 {
+		return "", invalidf("%s: file is empty", source)
+	}
+	if len(content) > MaxFileSize {
+		return "", invalidf("%s: file is %d bytes, more than the %d bytes a systemd credential can carry",
+			source, len(content), MaxFileSize)
+	}
+	_, unit, err = qmconf.ValidateQuadlet(source, content)
+	if err != nil {
+		return "", withClass(ErrInvalid, err)
+	}
+	return unit, nil
+}
+
+func validateName(name string) error {
+	switch {
+	case name == "":
+		return invalidf("no file name")
+	case strings.ContainsAny(name, `/\`) || strings.Contains(name, ".."):
+		return invalidf("file name %q: must be a plain NAME.container (no path separators or \"..\")", name)
+	case len(name) > 255-len(".service")+len(".container"):
+		return invalidf("file name %q: too long for a unit name", name)
+	case !quadletName.MatchString(name):
+		return invalidf("file name %q: must be NAME.container with NAME made of letters, digits and \"_.:-\"", name)
+	}
+	return nil
+}
+
+// validateRWETCFS checks the QM writable /etc path used on nodes: absolute, clean and free of
+// characters that systemd or sh would interpret.
+func validateRWETCFS(p string) error {
+	if p == "" || !path.IsAbs(p) || path.Clean(p) != p {
+		return invalidf("rwetcfs %q: must be a clean absolute path", p)
+	}
+	for _, r := range p {
+		if r <= ' ' || r == 0x7f || strings.ContainsRune(`$%\"'`+"`", r) {
+			return invalidf("rwetcfs %q: must not contain whitespace, control characters or $%%\\\"'`", p)
+		}
+	}
+	return nil
+}
+
+// quadletDir is where QM's systemd reads nested Quadlet files, on the host.
+func quadletDir(rwetcfs string) string {
+	return path.Join(rwetcfs, "containers", "systemd")
+}
+
+func nodeDest(rwetcfs, file string) string {
+	return path.Join(quadletDir(rwetcfs), file)
+}
+
+func describeBytes(n int) string { return fmt.Sprintf("%d bytes", n) }
