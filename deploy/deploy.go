@@ -309,7 +309,7 @@ func (d *Deployer) resolve(ctx context.Context, req Request) ([]*target, error) 
 	defer cancel()
 	infos, err := d.c.ListNodes(ctx)
 	if err != nil {
-		return nil, withClass(ErrUnreachable, fmt.Errorf("list nodes: %w", err))
+		return nil, withClass(ErrUnreachable, fmt.Errorf("controller: %w", err))
 	}
 	byName := make(map[string]controller.NodeInfo, len(infos))
 	for _, n := range infos {

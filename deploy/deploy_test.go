@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -12,6 +13,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/qmorch/qmorch/controller"
+	"github.com/qmorch/qmorch/tests/testcontroller"
 )
 
 const quadlet = "[Container]\nImage=localhost/busybox:latest\nExec=sleep infinity\n"
@@ -469,4 +471,172 @@ func TestErrorsCarryNoClassForNodeFailures(t *testing.T) {
 	_, err := newTestDeployer(f).Deploy(context.Background(), request("node1"))
 	require.Error(t, err)
 	require.False(t, errors.Is(err, ErrInvalid) || errors.Is(err, ErrUnreachable))
+}
+
+// deployDouble starts the BlueChi test double with in-memory node1 and its QM twin qm.node1
+// (which knows nested.service, as QM's Quadlet generator would make it) and returns it with a
+// Deployer on the real D-Bus client: the waits below run against real JobRemoved signals and
+// real node status changes, not against the fake.
+func deployDouble(t *testing.T, opts ...Option) (*testcontroller.Harness, *Deployer) {
+	t.Helper()
+	if !testcontroller.IsRoot() {
+		t.Skip("the test double's bus admits only root")
+	}
+	h := testcontroller.Start(t, testcontroller.WithMemoryNodes("node1", "qm.node1"))
+	h.Node("qm.node1").AddUnit(testcontroller.UnitSpec{Name: "nested.service", Description: "nested"})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	c, err := controller.New(ctx, controller.WithAddress(h.Address))
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = c.Close() })
+	base := []Option{WithTimeout(10 * time.Second), WithSettle(50 * time.Millisecond)}
+	return h, New(FromClient(c), append(base, opts...)...)
+}
+
+// Acceptance 5: the job wait ends on JobRemoved, on the twin going offline and on the timeout.
+func TestJobWaitEndsAgainstDouble(t *testing.T) {
+	t.Parallel()
+	cases := []struct {
+		name   string
+		opts   []Option
+		setup  func(t *testing.T, h *testcontroller.Harness)
+		action Action
+		is     error
+		want   string
+		within time.Duration
+	}{
+		{name: "JobRemoved done", action: ActionDeployed, within: 5 * time.Second},
+		{name: "JobRemoved failed", action: ActionFailed, want: "job failed", within: 5 * time.Second,
+			setup: func(t *testing.T, h *testcontroller.Harness) {
+				require.NoError(t, h.Node("qm.node1").SetUnitFailing("nested.service", true))
+			}},
+		{name: "twin goes offline while the job runs", action: ActionFailed, is: controller.ErrNodeOffline,
+			want: "wait for job", within: 5 * time.Second,
+			setup: func(t *testing.T, h *testcontroller.Harness) {
+				twin := h.Node("qm.node1")
+				twin.Hold("nested.service")
+				// BlueChi drops the job without JobRemoved: only the offline signal ends the wait.
+				go func() {
+					for twin.Calls("StartUnit") == 0 {
+						time.Sleep(2 * time.Millisecond)
+					}
+					time.Sleep(50 * time.Millisecond)
+					h.SetOnline("qm.node1", false)
+				}()
+			}},
+		{name: "timeout", opts: []Option{WithTimeout(700 * time.Millisecond)}, action: ActionFailed,
+			is: controller.ErrTimeout, want: "wait for job", within: 3 * time.Second,
+			setup: func(t *testing.T, h *testcontroller.Harness) { h.Node("qm.node1").Hold("nested.service") }},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			h, d := deployDouble(t, tc.opts...)
+			t.Cleanup(func() { h.Node("qm.node1").ReleaseAll() })
+			if tc.setup != nil {
+				tc.setup(t, h)
+			}
+			start := time.Now()
+			rep, err := d.Deploy(context.Background(), request("node1"))
+			require.Less(t, time.Since(start), tc.within)
+			require.NotNil(t, rep, "%v", err)
+			require.Len(t, rep.Results, 1)
+			require.Equal(t, tc.action, rep.Results[0].Action, "%v", err)
+			if tc.action != ActionFailed {
+				require.NoError(t, err)
+				require.Equal(t, "active", rep.Results[0].ActiveState)
+				return
+			}
+			require.Error(t, err)
+			require.Contains(t, err.Error(), tc.want)
+			if tc.is != nil {
+				require.ErrorIs(t, err, tc.is)
+			}
+		})
+	}
+}
+
+// Acceptance 5: bad names and files are refused before any D-Bus call reaches the controller.
+func TestBadRequestsReachNoNodeOfDouble(t *testing.T) {
+	t.Parallel()
+	h, d := deployDouble(t)
+	for _, tc := range []struct{ file, content string }{
+		{"../x.container", quadlet}, {"a b.container", quadlet}, {"x.txt", quadlet},
+		{"x.container", ""}, {"x.container", "[Container]\nExec=true\n"},
+	} {
+		rep, err := d.Deploy(context.Background(), Request{Nodes: []string{"node1"}, File: tc.file, Content: []byte(tc.content)})
+		require.ErrorIs(t, err, ErrInvalid, "%s %q", tc.file, tc.content)
+		require.Nil(t, rep)
+	}
+	for _, n := range []string{"node1", "qm.node1"} {
+		for _, m := range []string{"StartTransientUnit", "Reload", "StartUnit", "RestartUnit"} {
+			require.Zero(t, h.Node(n).Calls(m), "%s %s", n, m)
+		}
+	}
+}
+
+// recordingNode is an in-memory node that keeps the StartTransientUnit arguments as the
+// controller decoded them from the wire.
+type recordingNode struct {
+	*testcontroller.MemoryNode
+	mu    sync.Mutex
+	props [][]testcontroller.Property
+}
+
+func (r *recordingNode) Call(ctx context.Context, method string, args []any) ([]any, error) {
+	if method == "StartTransientUnit" && len(args) == 4 {
+		var props []testcontroller.Property
+		if err := dbus.Store(args[2:3], &props); err == nil {
+			r.mu.Lock()
+			r.props = append(r.props, props)
+			r.mu.Unlock()
+		}
+	}
+	return r.MemoryNode.Call(ctx, method, args)
+}
+
+// Acceptance 5: content that a shell or systemd would interpret travels as credential bytes,
+// unchanged, through the real D-Bus encoding to the host node, and never in argv.
+func TestContentTravelsVerbatimThroughDouble(t *testing.T) {
+	t.Parallel()
+	if !testcontroller.IsRoot() {
+		t.Skip("the test double's bus admits only root")
+	}
+	content := "[Container]\nImage=x\nExec=sh -c 'echo \"$HOME\" $(id) `id` ${X} %n %% $$'\n" +
+		"# \x01\x02\x7f\xc3\xa9\xff\xfe\t\\\n# tail\n"
+	host := &recordingNode{MemoryNode: testcontroller.NewMemoryNode("node1")}
+	twin := testcontroller.NewMemoryNode("qm.node1",
+		append(testcontroller.DefaultUnits(), testcontroller.UnitSpec{Name: "nested.service"})...)
+	h := testcontroller.Start(t, testcontroller.WithMemoryNodes(), testcontroller.WithNodes(twin),
+		testcontroller.WithBackend("node1", host))
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	c, err := controller.New(ctx, controller.WithAddress(h.Address))
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = c.Close() })
+	req := request("node1")
+	req.Content = []byte(content)
+	rep, err := New(FromClient(c), WithSettle(0)).Deploy(ctx, req)
+	require.NoError(t, err)
+	require.Equal(t, ActionDeployed, rep.Results[0].Action)
+
+	host.mu.Lock()
+	defer host.mu.Unlock()
+	require.Len(t, host.props, 1)
+	var cred []Credential
+	var exec []ExecCommand
+	for _, p := range host.props[0] {
+		switch p.Name {
+		case "SetCredential":
+			require.NoError(t, dbus.Store([]any{p.Value.Value()}, &cred))
+		case "ExecStart":
+			require.NoError(t, dbus.Store([]any{p.Value.Value()}, &exec))
+		}
+	}
+	require.Equal(t, []Credential{{ID: "payload", Data: []byte(content)}}, cred)
+	require.Len(t, exec, 1)
+	for _, a := range exec[0].Argv {
+		require.NotContains(t, a, "Image=", "content never in argv")
+		require.NotContains(t, a, "$(id)")
+	}
 }

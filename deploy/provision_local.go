@@ -164,9 +164,18 @@ func ProvisionQMAgentLocal(req QMAgentLocalRequest) (*QMAgentProvision, error) {
 		return nil, withClass(ErrInvalid, describeRootErr(err))
 	}
 	p.HostNodeName, p.NodeName, p.Mode = d.HostNodeName, d.NodeName, d.Mode
+	for _, w := range d.HostWarnings {
+		p.Warnings = append(p.Warnings, "host agent: "+w.String())
+	}
 	p.Notes = append(p.Notes, d.Notes...)
 
-	files := []qmconf.HostFile{{Path: path.Join(lay.RWETCFS, "bluechi", "agent.conf.d", d.DropInName), Content: d.DropIn}}
+	dropIn := path.Join(lay.RWETCFS, "bluechi", "agent.conf.d", d.DropInName)
+	qmWarnings, err := checkQMAgentWins(rfs, lay, dropIn, d)
+	if err != nil {
+		return nil, withClass(ErrInvalid, err)
+	}
+	p.Warnings = append(p.Warnings, qmWarnings...)
+	files := []qmconf.HostFile{{Path: dropIn, Content: d.DropIn}}
 	if d.ContainerDropIn != nil {
 		files = append(files, *d.ContainerDropIn)
 	} else {
@@ -416,3 +425,65 @@ func withFile(m fstest.MapFS, p string, data []byte) fstest.MapFS {
 }
 
 func fsName(p string) string { return strings.TrimPrefix(path.Clean(p), "/") }
+
+// checkQMAgentWins reads QM's agent configuration the way QM's bluechi-agent will (its default
+// file from ROOTFS, its /etc from RWETCFS) with the new drop-in in place, and checks that every
+// key of the drop-in comes out as written. "99-qmorch.conf" sorts before names that start with
+// a letter (QM's own setup writes agent.conf.d/agent.conf), so a later file can override it, and a
+// broken file sorting after it makes the QM agent exit. Both are errors: provisioning would
+// not do what it says. Files qmorch cannot read are reported as warnings (not checked).
+func checkQMAgentWins(rfs *RootFS, lay qmconf.Layout, dropIn string, d *qmconf.QMAgentConfig) ([]string, error) {
+	def := agent.PathsFor(agent.ProgramAgent).Default
+	paths := agent.Paths{
+		Default: path.Join(lay.ROOTFS, def),
+		Main:    path.Join(lay.RWETCFS, "bluechi", "agent.conf"),
+		DropIn:  path.Dir(dropIn),
+	}
+	snap := fstest.MapFS{}
+	var warnings []string
+	read := func(p string) {
+		b, err := rfs.ReadFile(p)
+		switch {
+		case errors.Is(err, fs.ErrNotExist):
+		case err != nil:
+			warnings = append(warnings, fmt.Sprintf("QM agent: cannot read %s to check it: %v", p, describeRootErr(err)))
+		default:
+			snap[fsName(p)] = &fstest.MapFile{Data: b, Mode: 0o644}
+		}
+	}
+	read(paths.Default)
+	read(paths.Main)
+	if list, err := rfs.ReadDir(paths.DropIn); err == nil {
+		for _, e := range list {
+			if e.Name() != path.Base(dropIn) && strings.HasSuffix(e.Name(), ".conf") {
+				read(path.Join(paths.DropIn, e.Name()))
+			}
+		}
+	} else if !errors.Is(err, fs.ErrNotExist) {
+		warnings = append(warnings, fmt.Sprintf("QM agent: cannot list %s to check it: %v", paths.DropIn, describeRootErr(err)))
+	}
+	if _, ok := snap[fsName(paths.Default)]; !ok {
+		paths.Default = "" // bluechi-agent not (yet) in QM's rootfs: check the rest
+	}
+	snap[fsName(dropIn)] = &fstest.MapFile{Data: d.DropIn, Mode: 0o644}
+	cfg, err := agent.LoadAgent(agent.LoadOptions{FS: snap, Paths: paths, Hostname: "qm-container-id"})
+	if err != nil {
+		return warnings, fmt.Errorf("QM's bluechi-agent would not start with %s in place: %w", dropIn, err)
+	}
+	for _, w := range cfg.Warnings {
+		warnings = append(warnings, "QM agent: "+w.String())
+	}
+	for _, k := range d.Doc.Sections[0].Keys {
+		e := cfg.Lookup(agent.SectionAgent, k.Key)
+		if e != nil && e.Value == k.Text() {
+			continue
+		}
+		got, where := "", "nowhere"
+		if e != nil {
+			got, where = e.Value, e.Origin.String()
+		}
+		return warnings, fmt.Errorf("%s does not take effect: QM's bluechi-agent would use %s=%s from %s (a file that sorts after %s); remove or rename that file",
+			dropIn, k.Key, got, where, path.Base(dropIn))
+	}
+	return warnings, nil
+}

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"slices"
 	"strings"
-	"sync"
 
 	"github.com/hashicorp/go-multierror"
 
@@ -40,10 +39,14 @@ const (
 
 // QMAgentRemoteRequest provisions the QM agent of host nodes through BlueChi.
 type QMAgentRemoteRequest struct {
-	Nodes   []string // host node names
+	// Nodes are node selectors as for SelectHosts: names, comma lists or globs of host nodes.
+	Nodes []string
+	// All selects every host node that has a QM twin.
+	All     bool
 	Mode    qmconf.Reachability
 	TCPHost string
-	DryRun  bool
+	// DryRun resolves the nodes and returns the plan; nothing runs on the nodes.
+	DryRun bool
 	// Command is argv[0..] that starts qmorch on the node; nil = DefaultProvisionCommand.
 	Command []string
 }
@@ -84,17 +87,19 @@ func (r *QMAgentRemoteReport) Failed() int {
 }
 
 // ProvisionArgv is the node-side command line: only validated values, never a shell line.
+// Every value is glued to its flag ("--prefix=qm.") so that no value can be read as a flag.
+// `qmorch provision qm-agent` accepts exactly these flags (tested in cmd/qmorch).
 func ProvisionArgv(command []string, prefix string, mode qmconf.Reachability, tcpHost string) []string {
 	if command == nil {
 		command = DefaultProvisionCommand
 	}
-	argv := append(slices.Clone(command), "provision", "qm-agent", "--root", "/", "--prefix", prefix,
-		"--changed-exit-code", fmt.Sprint(ProvisionChangedExit), "-o", "json")
+	argv := append(slices.Clone(command), "provision", "qm-agent", "--root=/", "--prefix="+prefix,
+		fmt.Sprintf("--changed-exit-code=%d", ProvisionChangedExit), "--output=json")
 	if mode != qmconf.ReachAuto {
-		argv = append(argv, "--mode", string(mode))
+		argv = append(argv, "--mode="+string(mode))
 	}
 	if tcpHost != "" {
-		argv = append(argv, "--tcp-host", tcpHost)
+		argv = append(argv, "--controller-host="+tcpHost)
 	}
 	return argv
 }
@@ -111,7 +116,7 @@ func (req *QMAgentRemoteRequest) validate(prefix string) error {
 			return withClass(ErrInvalid, err)
 		}
 	}
-	if len(req.Nodes) == 0 {
+	if len(req.Nodes) == 0 && !req.All {
 		return invalidf("no nodes given")
 	}
 	for _, a := range req.Command {
@@ -119,26 +124,21 @@ func (req *QMAgentRemoteRequest) validate(prefix string) error {
 			return invalidf("provision command %q: empty or with '%%', NUL or newline", a)
 		}
 	}
-	var nodes []string
-	for _, n := range req.Nodes {
-		if err := validateNodeName(n); err != nil {
-			return withClass(ErrInvalid, err)
-		}
-		if !slices.Contains(nodes, n) {
-			nodes = append(nodes, n)
-		}
-	}
-	req.Nodes = nodes
 	return nil
 }
 
-// ProvisionQMAgent runs QM agent provisioning on every node in parallel: the node computes
-// its own effective host agent config (`qmorch provision qm-agent --root /` in a transient
-// unit on the host node) and writes QM's drop-in; when it changed, bluechi-agent.service is
-// restarted on the node's QM twin and the twin must come back online within the timeout.
-// Restarting the agent that BlueChi talks through drops the restart job: ErrNodeOffline there
-// is expected. Request errors (ErrInvalid, ErrUnreachable) return a nil report; per-node
-// failures are aggregated with go-multierror.
+// provisionOK are the node-side exit statuses the transient unit treats as success besides 0:
+// "changed", and the failures qmorch explains (so their status can be read back instead of a
+// bare "failed"). Any other status fails the unit.
+var provisionOK = []int32{ProvisionChangedExit, 1, 2, 126, 127}
+
+// ProvisionQMAgent runs QM agent provisioning on every selected node in parallel: the node
+// computes its own effective host agent config (`qmorch provision qm-agent --root=/` in a
+// transient unit on the host node) and writes QM's drop-in; when it changed,
+// bluechi-agent.service is restarted on the node's QM twin and the twin must come back online
+// within the timeout. Restarting the agent that BlueChi talks through drops the restart job:
+// ErrNodeOffline there is expected. Request errors (ErrInvalid, ErrUnreachable) return a nil
+// report; per-node failures are aggregated with go-multierror.
 func (d *Deployer) ProvisionQMAgent(ctx context.Context, req QMAgentRemoteRequest) (*QMAgentRemoteReport, error) {
 	prefix := d.opts.twinPrefix
 	if err := req.validate(prefix); err != nil {
@@ -147,44 +147,30 @@ func (d *Deployer) ProvisionQMAgent(ctx context.Context, req QMAgentRemoteReques
 	if d.opts.timeout <= 0 {
 		return nil, invalidf("timeout must be positive")
 	}
-	argv := ProvisionArgv(req.Command, prefix, req.Mode, req.TCPHost)
-	if req.DryRun {
-		rep := &QMAgentRemoteReport{DryRun: true}
-		for _, n := range req.Nodes {
-			res := NodeProvision{Node: n, Twin: prefix + n, Action: ActionPlanned, AgentRestart: AgentRestartPlanned,
-				TransientUnit: provisionPrefix + "<random>.service", Argv: argv}
-			res.Plan = []Step{
-				{Node: n, Op: "Node.StartTransientUnit", Target: res.TransientUnit,
-					Detail: fmt.Sprintf("oneshot, RemainAfterExit, SuccessExitStatus=%d: %s", ProvisionChangedExit, strings.Join(argv, " "))},
-				{Node: n, Op: "Node.GetUnitProperties", Target: res.TransientUnit, Detail: fmt.Sprintf("ExecMainStatus %d = changed, 0 = unchanged", ProvisionChangedExit)},
-				{Node: n, Op: "Node.StopUnit+ResetFailedUnit", Target: res.TransientUnit, Detail: "collect the unit"},
-				{Node: res.Twin, Op: "Node.RestartUnit", Target: QMAgentUnit, Detail: "only when changed; the job is dropped when the agent disconnects; then wait until " + res.Twin + " is online"},
-			}
-			rep.Results = append(rep.Results, res)
-		}
-		return rep, nil
-	}
 	if d.c == nil {
 		return nil, withClass(ErrUnreachable, errors.New("no controller connection"))
 	}
+	argv := ProvisionArgv(req.Command, prefix, req.Mode, req.TCPHost)
 	rctx, cancel := context.WithTimeout(ctx, d.opts.timeout)
 	infos, err := d.c.ListNodes(rctx)
 	cancel()
 	if err != nil {
 		return nil, withClass(ErrUnreachable, fmt.Errorf("list nodes: %w", err))
 	}
+	nodes, err := SelectHosts(infos, req.Nodes, req.All, prefix)
+	if err != nil {
+		return nil, err
+	}
 	byName := map[string]controller.NodeInfo{}
 	for _, n := range infos {
 		byName[n.Name] = n
 	}
-	var unknown []string
-	for _, n := range req.Nodes {
-		if _, ok := byName[n]; !ok {
-			unknown = append(unknown, fmt.Sprintf("%q", n))
+	if req.DryRun {
+		rep := &QMAgentRemoteReport{DryRun: true}
+		for _, n := range nodes {
+			rep.Results = append(rep.Results, planProvision(n, prefix+n, argv))
 		}
-	}
-	if len(unknown) > 0 {
-		return nil, invalidf("unknown node %s (known nodes: %s)", strings.Join(unknown, ", "), knownNodes(infos))
+		return rep, nil
 	}
 
 	r := &run{d: d, hub: newHub(ctx, d.c)}
@@ -193,27 +179,17 @@ func (d *Deployer) ProvisionQMAgent(ctx context.Context, req QMAgentRemoteReques
 		defer cancel()
 		r.hub.close(cctx)
 	}()
-	rep := &QMAgentRemoteReport{Results: make([]NodeProvision, len(req.Nodes))}
-	sem := make(chan struct{}, max(d.opts.parallel, 1))
-	var wg sync.WaitGroup
-	for i, n := range req.Nodes {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			res := NodeProvision{Node: n, Twin: prefix + n, Argv: argv}
-			select {
-			case sem <- struct{}{}:
-				defer func() { <-sem }()
-				start := d.opts.clock.Now()
-				r.provisionNode(ctx, &res, byName, argv)
-				res.Duration = d.opts.clock.Now().Sub(start).Milliseconds()
-			case <-ctx.Done():
-				res.Action, res.Err = ActionFailed, fmt.Errorf("node %s: not started: %w", n, ctx.Err())
-			}
-			rep.Results[i] = res
-		}()
-	}
-	wg.Wait()
+	rep := &QMAgentRemoteReport{Results: make([]NodeProvision, len(nodes))}
+	fanOut(ctx, len(nodes), d.opts.parallel, func(i int) {
+		res := NodeProvision{Node: nodes[i], Twin: prefix + nodes[i], Argv: argv}
+		start := d.opts.clock.Now()
+		r.provisionNode(ctx, &res, byName, argv)
+		res.Duration = d.opts.clock.Now().Sub(start).Milliseconds()
+		rep.Results[i] = res
+	}, func(i int, err error) {
+		rep.Results[i] = NodeProvision{Node: nodes[i], Twin: prefix + nodes[i], Argv: argv,
+			Action: ActionFailed, Err: fmt.Errorf("node %s: not started: %w", nodes[i], err)}
+	})
 	var merr *multierror.Error
 	for _, res := range rep.Results {
 		if res.Err != nil {
@@ -221,6 +197,19 @@ func (d *Deployer) ProvisionQMAgent(ctx context.Context, req QMAgentRemoteReques
 		}
 	}
 	return rep, merr.ErrorOrNil()
+}
+
+func planProvision(node, twin string, argv []string) NodeProvision {
+	res := NodeProvision{Node: node, Twin: twin, Action: ActionPlanned, AgentRestart: AgentRestartPlanned,
+		TransientUnit: provisionPrefix + "<random>.service", Argv: argv}
+	res.Plan = []Step{
+		{Node: node, Op: "Node.StartTransientUnit", Target: res.TransientUnit,
+			Detail: fmt.Sprintf("oneshot, RemainAfterExit, SuccessExitStatus=%d: %s", ProvisionChangedExit, strings.Join(argv, " "))},
+		{Node: node, Op: "Node.GetUnitProperties", Target: res.TransientUnit, Detail: fmt.Sprintf("ExecMainStatus %d = changed, 0 = unchanged", ProvisionChangedExit)},
+		{Node: node, Op: "Node.StopUnit+ResetFailedUnit", Target: res.TransientUnit, Detail: "collect the unit"},
+		{Node: twin, Op: "Node.RestartUnit", Target: QMAgentUnit, Detail: "only when changed; the job is dropped when the agent disconnects; then wait until " + twin + " is online"},
+	}
+	return res
 }
 
 func (r *run) provisionNode(ctx context.Context, res *NodeProvision, byName map[string]controller.NodeInfo, argv []string) {
@@ -286,23 +275,28 @@ func (r *run) runProvisionUnit(ctx context.Context, t *target, argv []string) (u
 		Prefix:      provisionPrefix,
 		Description: "qmorch: provision the QM bluechi-agent",
 		Argv:        argv,
-		OK:          []int32{ProvisionChangedExit},
+		OK:          provisionOK,
 	})
 	if err != nil {
 		return unit, false, cleanup, fmt.Errorf("provisioning on the node failed: %w", err)
 	}
-	return unit, status == ProvisionChangedExit, cleanup, nil
+	switch status {
+	case 0:
+		return unit, false, cleanup, nil
+	case ProvisionChangedExit:
+		return unit, true, cleanup, nil
+	}
+	return unit, false, cleanup, fmt.Errorf("node-side `%s` exited %d: %s (its messages: `journalctl -u %s` on %s)",
+		strings.Join(argv, " "), status, exitMeaning(status), unit, t.host)
 }
 
-func exitMeaning(status int32, ok bool) string {
-	switch {
-	case !ok:
-		return "unknown"
-	case status == 2:
+func exitMeaning(status int32) string {
+	switch status {
+	case 2:
 		return "invalid host configuration or flags"
-	case status == 127:
+	case 127:
 		return "qmorch not found in the node's PATH (install it as /usr/local/bin/qmorch or /usr/bin/qmorch)"
-	case status == 126:
+	case 126:
 		return "qmorch is not executable on the node"
 	}
 	return "write failed"

@@ -77,6 +77,9 @@ type QMAgentConfig struct {
 	ContainerDropIn *HostFile
 	// Notes explain choices worth showing to the user (fallbacks, dropped values).
 	Notes []string
+	// HostWarnings are what the host agent configuration holds that BlueChi accepts silently
+	// (duplicate keys, unknown keys, skipped drop-ins, ...).
+	HostWarnings []agent.Warning
 }
 
 // carriedKeys are host settings copied into QM when a host file sets them.
@@ -120,7 +123,7 @@ func DeriveQMAgent(host *agent.Config, opts DeriveOptions) (*QMAgentConfig, erro
 	if host.Program != agent.ProgramAgent {
 		return nil, fmt.Errorf("derive QM agent: need an agent configuration, got %s", host.Program)
 	}
-	d := &QMAgentConfig{DropInName: opts.DropInName}
+	d := &QMAgentConfig{DropInName: opts.DropInName, HostWarnings: host.Warnings}
 	if d.DropInName == "" {
 		d.DropInName = DefaultQMDropIn
 	}

@@ -8,7 +8,13 @@ TB=${TB:-/var/tmp/qmorch-testbed}
 dir=$TB/controller
 pidf=$dir/controller.pid
 bin=${CONTROLLER_BIN:-bin/bluechi-testcontroller}
-running() { [ -s "$pidf" ] && kill -0 "$(cat "$pidf")" 2>/dev/null; }
+# the recorded PID counts only while it is still our binary (PIDs get reused)
+running() {
+  local p
+  [ -s "$pidf" ] || return 1
+  p=$(cat "$pidf")
+  kill -0 "$p" 2>/dev/null && [ "$(cat "/proc/$p/comm" 2>/dev/null)" = "$(basename "$bin" | cut -c1-15)" ]
+}
 case ${1:-} in
 start)
   if running; then cat "$dir/address"; exit 0; fi
@@ -27,11 +33,14 @@ start)
     [ -n "${!addr:-}" ] && args+=(--peer-ip "qm.$n=::ffff:${!addr}")
   done
   mkdir -p "$dir"; rm -f "$dir/address"
-  setsid "$bin" "${args[@]}" </dev/null >"$dir/stdout.log" 2>"$dir/controller.log" &
+  # close inherited fds (e.g. a caller's flock on /tmp/qm/testbed.lock) in the long-lived daemon
+  ( for f in /proc/$BASHPID/fd/*; do n=${f##*/}; [ "$n" -gt 2 ] 2>/dev/null && eval "exec $n>&-"; done
+    exec setsid "$bin" "${args[@]}" ) </dev/null >"$dir/stdout.log" 2>"$dir/controller.log" &
   echo $! > "$pidf"
   for _ in $(seq 1 100); do
     [ -s "$dir/address" ] && { cat "$dir/address"; exit 0; }
-    running || { echo "controller.sh: test controller exited, see $dir/controller.log" >&2; exit 1; }
+    # (liveness only: right after the fork the PID may still be the exec'ing subshell)
+    kill -0 "$(cat "$pidf")" 2>/dev/null || { echo "controller.sh: test controller exited, see $dir/controller.log" >&2; exit 1; }
     sleep 0.1
   done
   echo "controller.sh: no bus address after 10s, see $dir/controller.log" >&2; exit 1 ;;

@@ -46,6 +46,9 @@ type ConfigShowOptions struct {
 	Env        []string
 	Output     string
 
+	// Filled by Complete.
+	env map[string]string
+
 	d deps
 }
 
@@ -76,6 +79,9 @@ broken last drop-in, a bad port) are errors naming file and line; exit code 2.`,
   qmorch config show --root /mnt/image --hostname node1 --env BC_LOG_LEVEL=DEBUG`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := o.Complete(); err != nil {
+				return err
+			}
 			if err := o.Validate(); err != nil {
 				return err
 			}
@@ -94,6 +100,17 @@ broken last drop-in, a bad port) are errors naming file and line; exit code 2.`,
 }
 
 var configEnvNames = []string{"BC_LOG_LEVEL", "BC_LOG_TARGET", "BC_LOG_IS_QUIET"}
+
+// Complete turns --env into the environment map (later values win, like the shell).
+func (o *ConfigShowOptions) Complete() error {
+	o.env = map[string]string{}
+	for _, e := range o.Env {
+		if k, v, ok := strings.Cut(e, "="); ok {
+			o.env[k] = v
+		}
+	}
+	return nil
+}
 
 // Validate checks the flags (no I/O).
 func (o *ConfigShowOptions) Validate() error {
@@ -141,13 +158,8 @@ func (o *ConfigShowOptions) Run(context.Context) error {
 	if host == "" {
 		host, hostSrc = deploy.RootHostname(rfs)
 	}
-	env := map[string]string{}
-	for _, e := range o.Env {
-		k, v, _ := strings.Cut(e, "=")
-		env[k] = v
-	}
 	prog := o.program()
-	cfg, err := agent.Load(prog, agent.LoadOptions{FS: rfs, Hostname: host, Env: env})
+	cfg, err := agent.Load(prog, agent.LoadOptions{FS: rfs, Hostname: host, Env: o.env})
 	if err != nil {
 		var pe *agent.ParseError
 		if errors.As(err, &pe) && pe.Stderr != "" {
@@ -191,13 +203,11 @@ func (o *ConfigShowOptions) Run(context.Context) error {
 		if err := enc.Encode(out); err != nil {
 			return err
 		}
-	} else {
-		if err := printConfig(o.d.streams.Out, out, o.Explain); err != nil {
-			return err
-		}
-		for _, w := range warnings {
-			fmt.Fprintf(o.d.streams.ErrOut, "warning: %s\n", w)
-		}
+	} else if err := printConfig(o.d.streams.Out, out, o.Explain); err != nil {
+		return err
+	}
+	for _, w := range warnings {
+		fmt.Fprintf(o.d.streams.ErrOut, "warning: %s\n", w)
 	}
 	if len(fatal) > 0 {
 		return &configError{errors.New(strings.Join(fatal, "; "))}

@@ -26,6 +26,7 @@ type DeployOptions struct {
 	Parallel   int
 	TwinPrefix string
 	RWETCFS    string
+	StateDir   string // record for `qmorch list` (list_manifest.go)
 	BusAddress string
 	Output     string
 
@@ -116,6 +117,7 @@ where ACTION is deployed, unchanged, installed (--no-start or --root) or failed.
 	f.IntVar(&o.Parallel, "parallel", o.Parallel, "nodes worked on at once")
 	f.StringVar(&o.TwinPrefix, "twin-prefix", o.TwinPrefix, "prefix naming a node's QM twin")
 	f.StringVar(&o.RWETCFS, "rwetcfs", o.RWETCFS, "QM's writable /etc on the host (qm.container's RWETCFS)")
+	f.StringVar(&o.StateDir, "state-dir", "", stateDirHelp) // record for `qmorch list` (list_manifest.go)
 	f.StringVar(&o.BusAddress, "bus-address", "", "D-Bus address of the controller's bus (default: $DBUS_SYSTEM_BUS_ADDRESS, else the system bus)")
 	f.StringVarP(&o.Output, "output", "o", o.Output, "output format: table or json")
 	return cmd
@@ -203,6 +205,7 @@ func (o *DeployOptions) Run(ctx context.Context) error {
 				fmt.Fprintf(o.d.streams.ErrOut, "warning: node %s: %s\n", res.Node, w)
 			}
 		}
+		recordDeploy(o.d.streams.ErrOut, o.StateDir, o.File, o.Content, rep) // for `qmorch list` (list_manifest.go)
 	}
 	return err
 }

@@ -52,6 +52,10 @@ func run(ctx context.Context, args []string, d deps) int {
 	if err == nil {
 		return ExitOK
 	}
+	var ec exitCoder
+	if errors.As(err, &ec) && err.Error() == "" {
+		return ec.ExitCode() // a status, not a failure (provision --changed-exit-code)
+	}
 	printError(d.streams.ErrOut, err)
 	code := exitCode(err)
 	if isUsage(err) && cmd != nil {
@@ -82,6 +86,9 @@ func exitCode(err error) int {
 		return ExitFailed
 	}
 }
+
+// exitCoder is an error that picks its own exit code; with an empty message nothing is printed.
+type exitCoder interface{ ExitCode() int }
 
 // usageError marks bad flags or arguments.
 type usageError struct{ err error }

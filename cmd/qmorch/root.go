@@ -89,7 +89,10 @@ Exit codes: 0 all succeeded, 1 some node or unit failed, 2 usage or validation e
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return &usageError{err} })
 
 	root.AddCommand(
-		NewCmdDeploy(d),
+		NewCmdDeploy(d), NewCmdQM(d),
+		NewCmdConfig(d), NewCmdProvision(d),
+		NewCmdStatus(d),
+		NewCmdStart(d), NewCmdStop(d), NewCmdRestart(d), NewCmdReload(d), NewCmdRemove(d), NewCmdList(d),
 		NewCmdVersion(d), NewCmdCompletion(d),
 	)
 

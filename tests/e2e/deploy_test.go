@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/qmorch/qmorch/controller"
 )
 
 // deployOutput is the documented `qmorch deploy -o json` shape (the fields the tests read).
@@ -48,8 +50,9 @@ func byNode(out deployOutput) map[string]int {
 func resetNested(t *testing.T, node, name string) {
 	t.Helper()
 	unit := strings.TrimSuffix(name, ".container") + ".service"
-	qmExec(t, node, "systemctl", "stop", unit)
-	qmExec(t, node, "systemctl", "reset-failed")
+	// the unit may not be loaded (first run): stopping it is best effort
+	_, _ = qmTry(node, "systemctl", "stop", unit)
+	_, _ = qmTry(node, "systemctl", "reset-failed")
 	p := filepath.Join(testbedEnv(t).QMEtc(node), "containers", "systemd", name)
 	require.NoError(t, removeIfExists(p))
 	qmExec(t, node, "systemctl", "daemon-reload")
@@ -106,6 +109,7 @@ func TestDeployNestedToNode1(t *testing.T) {
 	got, err := os.ReadFile(p)
 	require.NoError(t, err)
 	require.Equal(t, want, got)
+	requireNoDeliveryUnits(t, c, "node1")
 }
 
 // Acceptance 2: two nodes in parallel, then the same deploy again is `unchanged` (no restart).
@@ -152,6 +156,7 @@ func TestDeployWithNodeOffline(t *testing.T) {
 	src := filepath.Join(dir, name)
 	require.NoError(t, os.WriteFile(src, []byte("[Container]\nImage=localhost/busybox:latest\nExec=sleep infinity\nPodmanArgs=--init\n\n[Service]\nSuccessExitStatus=143\n"), 0o644))
 	resetNested(t, "node1", name)
+	t.Cleanup(func() { resetNested(t, "node1", name) })
 
 	testbedCmd(t, "node-stop", "node2")
 	t.Cleanup(func() {
@@ -204,11 +209,27 @@ func TestDeployWithNodeOffline(t *testing.T) {
 	require.NoError(t, err)
 	want, _ := os.ReadFile(src)
 	require.Equal(t, want, got)
+	requireNoDeliveryUnits(t, c, "node1")
+}
+
+// requireNoDeliveryUnits checks that qmorch collected its transient delivery units on node.
+func requireNoDeliveryUnits(t *testing.T, c *controller.Client, node string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	n, err := c.GetNode(ctx, node)
+	require.NoError(t, err)
+	units, err := n.ListUnits(ctx)
+	require.NoError(t, err)
+	for _, u := range units {
+		require.False(t, strings.HasPrefix(u.Name, "qmorch-deliver-"), "delivery unit left on %s: %s (%s)", node, u.Name, u.ActiveState)
+	}
 }
 
 // Acceptance 4: a container that exits at once is a failure, not `done`.
 func TestDeployCrashingContainerFails(t *testing.T) {
 	resetNested(t, "node1", "crashing.container")
+	t.Cleanup(func() { resetNested(t, "node1", "crashing.container") })
 	src := filepath.Join(suite.repo, "tests", "e2e", "testdata", "crashing.container")
 	stdout, _, exit := runQmorch(t, "deploy", "node1", src, "-o", "json")
 	require.Equal(t, 1, exit)
@@ -216,6 +237,48 @@ func TestDeployCrashingContainerFails(t *testing.T) {
 	require.False(t, out.OK)
 	require.Len(t, out.Results, 1)
 	require.Equal(t, "failed", out.Results[0].Action)
-	require.NotEmpty(t, out.Results[0].Error)
-	t.Cleanup(func() { resetNested(t, "node1", "crashing.container") })
+	require.Contains(t, out.Results[0].Error, "crashing.service")
+	require.NotEqual(t, "active", out.Results[0].ActiveState)
+	// the real unit in QM agrees: not running
+	active, _ := unitState(t, client(t), "qm.node1", "crashing.service")
+	require.NotEqual(t, "active", active)
+}
+
+// Acceptance 5 on a real node: content that a shell or systemd would interpret (quotes, $(),
+// backticks, $VAR, %n, $$, a trailing backslash, newlines, NUL-free binary-ish bytes) arrives in
+// node1's QM byte-identical with mode 0644, nothing in it is executed, and the same content
+// again is `unchanged`.
+func TestDeployContentByteIdentical(t *testing.T) {
+	const name = "verbatim.container"
+	resetNested(t, "node1", name)
+	t.Cleanup(func() { resetNested(t, "node1", name) })
+	marker := filepath.Join(testbedEnv(t).NodeRoot("node1"), "etc", "qmorch-e2e-pwned")
+	require.NoError(t, removeIfExists(marker))
+	content := "[Unit]\n" +
+		"Description=\"dq\" 'sq' $(touch /etc/qmorch-e2e-pwned) `touch /etc/qmorch-e2e-pwned` $HOME ${HOME} %n %% $$ ;x\n\n" +
+		"[Container]\nImage=localhost/busybox:latest\n" +
+		"Exec=sh -c 'echo \"$0\" > /dev/null; sleep 1'\n" +
+		"# bytes: \x01\x02\x7f\xc3\xa9\xef\xbb\xbf\xff\xfe\ttab \\\n" +
+		"#   continued after a backslash\n\n"
+	src := filepath.Join(t.TempDir(), name)
+	require.NoError(t, os.WriteFile(src, []byte(content), 0o600))
+
+	stdout, _, exit := runQmorch(t, "deploy", "node1", src, "--no-start", "-o", "json")
+	require.Equal(t, 0, exit)
+	out := parseDeploy(t, stdout)
+	require.Len(t, out.Results, 1)
+	require.Equal(t, "installed", out.Results[0].Action)
+
+	p := filepath.Join(testbedEnv(t).QMEtc("node1"), "containers", "systemd", name)
+	got, err := os.ReadFile(p)
+	require.NoError(t, err)
+	require.Equal(t, []byte(content), got, "file on node1 differs from the source")
+	fi, err := os.Stat(p)
+	require.NoError(t, err)
+	require.Equal(t, os.FileMode(0o644), fi.Mode().Perm(), "mode 0644 although the source is 0600")
+	require.NoFileExists(t, marker, "content was executed on the node")
+
+	stdout, _, exit = runQmorch(t, "deploy", "node1", src, "--no-start", "-o", "json")
+	require.Equal(t, 0, exit)
+	require.Equal(t, "unchanged", parseDeploy(t, stdout).Results[0].Action)
 }

@@ -68,6 +68,10 @@ func run(m *testing.M) int {
 		return 1
 	}
 	defer os.RemoveAll(work)
+	// qmorch records deploys in a state dir: keep the suite's records out of /var/lib/qmorch.
+	if os.Getenv("QMORCH_STATE_DIR") == "" {
+		os.Setenv("QMORCH_STATE_DIR", filepath.Join(work, "state"))
+	}
 	if err := buildBinaries(work); err != nil {
 		fmt.Fprintln(os.Stderr, "e2e:", err)
 		return 1
@@ -345,6 +349,25 @@ func testbedCmd(t *testing.T, args ...string) string {
 	err := cmd.Run()
 	require.NoError(t, err, "testbed.sh %v: %s", args, e.String())
 	return o.String()
+}
+
+// testbedTry is testbedCmd for commands that may fail (cleanup): it returns the output and error.
+func testbedTry(args ...string) (string, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "bash", append([]string{suite.tbScript}, args...)...)
+	var o, e bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &o, &e
+	if err := cmd.Run(); err != nil {
+		return o.String(), fmt.Errorf("testbed.sh %v: %w: %s", args, err, e.String())
+	}
+	return o.String(), nil
+}
+
+// qmTry runs argv inside the node's QM partition and returns its error instead of failing the
+// test (e.g. stopping a unit that may not be loaded).
+func qmTry(node string, argv ...string) (string, error) {
+	return testbedTry(append([]string{"qm-exec", node}, argv...)...)
 }
 
 // nodeExec runs argv inside a host node (nsenter; quick checks only).

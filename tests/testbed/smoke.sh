@@ -26,9 +26,10 @@ wait_state() {   # UNIT WANT TENTHS
   fail "$1 is '$s', wanted '$2'"
 }
 dir=$root/etc/qm/containers/systemd          # node's /etc/qm/containers/systemd = QM's /etc/containers/systemd
+# its own name (tbsmoke), so it never touches a nested.container that qmorch or a test deployed
 cleanup() {
-  rm -f "$dir/nested.container"
-  mgr StopUnit ss nested.service replace >/dev/null 2>&1 || true
+  rm -f "$dir/tbsmoke.container"
+  mgr StopUnit ss tbsmoke.service replace >/dev/null 2>&1 || true
   mgr Reload >/dev/null 2>&1 || true
 }
 trap cleanup EXIT
@@ -39,7 +40,7 @@ trap cleanup EXIT
 ok "QM bus $qmbus answers (EXTERNAL auth as root)"
 
 # 1. deploy the nested Quadlet
-cat > "$dir/nested.container.tmp" <<'EOF'
+cat > "$dir/tbsmoke.container.tmp" <<'EOF'
 [Unit]
 Description=testbed smoke: nested container
 
@@ -51,25 +52,25 @@ PodmanArgs=--init
 [Service]
 SuccessExitStatus=143
 EOF
-mv "$dir/nested.container.tmp" "$dir/nested.container"
+mv "$dir/tbsmoke.container.tmp" "$dir/tbsmoke.container"
 mgr Reload >/dev/null
-execstart=$(sd get-property "$(mgr GetUnit s nested.service 2>/dev/null | sed -n 's/^o "\(.*\)"$/\1/p' || echo /org/freedesktop/systemd1/unit/nested_2eservice)" \
+execstart=$(sd get-property "$(mgr GetUnit s tbsmoke.service 2>/dev/null | sed -n 's/^o "\(.*\)"$/\1/p' || echo /org/freedesktop/systemd1/unit/tbsmoke_2eservice)" \
   org.freedesktop.systemd1.Service ExecStart 2>/dev/null || true)
-[ -n "$execstart" ] || execstart=$(mgr LoadUnit s nested.service >/dev/null && sd get-property /org/freedesktop/systemd1/unit/nested_2eservice org.freedesktop.systemd1.Service ExecStart)
+[ -n "$execstart" ] || execstart=$(mgr LoadUnit s tbsmoke.service >/dev/null && sd get-property /org/freedesktop/systemd1/unit/tbsmoke_2eservice org.freedesktop.systemd1.Service ExecStart)
 echo "$execstart" | grep -q -- '--cgroups=disabled' || fail "container.d drop-in not applied: $execstart"
-ok "Quadlet generated nested.service with the testbed container.d drop-in (--cgroups=disabled)"
+ok "Quadlet generated tbsmoke.service with the testbed container.d drop-in (--cgroups=disabled)"
 
 # 2. start it
 t0=$(date +%s%N)
-mgr StartUnit ss nested.service replace >/dev/null
-wait_state nested.service active 150
-ok "nested.service active after $(( ($(date +%s%N) - t0) / 1000000 )) ms"
+mgr StartUnit ss tbsmoke.service replace >/dev/null
+wait_state tbsmoke.service active 150
+ok "tbsmoke.service active after $(( ($(date +%s%N) - t0) / 1000000 )) ms"
 
 # 3. podman inside QM lists it; OOM scores
-tb qm-exec "$node" podman ps --format '{{.Names}} {{.Image}} {{.Status}}' | grep -q '^systemd-nested localhost/busybox:latest Up' \
-  || { tb qm-exec "$node" podman ps -a >&2; fail "podman ps in QM does not list systemd-nested"; }
-ok "podman ps in QM lists systemd-nested"
-cpid=$(tb qm-exec "$node" podman inspect -f '{{.State.Pid}}' systemd-nested)
+tb qm-exec "$node" podman ps --format '{{.Names}} {{.Image}} {{.Status}}' | grep -q '^systemd-tbsmoke localhost/busybox:latest Up' \
+  || { tb qm-exec "$node" podman ps -a >&2; fail "podman ps in QM does not list systemd-tbsmoke"; }
+ok "podman ps in QM lists systemd-tbsmoke"
+cpid=$(tb qm-exec "$node" podman inspect -f '{{.State.Pid}}' systemd-tbsmoke)
 adj=$(tb qm-exec "$node" cat "/proc/$cpid/oom_score_adj")
 kids=$(tb qm-exec "$node" sh -c "cat /proc/$cpid/task/*/children")
 kadj=$(tb qm-exec "$node" cat "/proc/${kids%% *}/oom_score_adj")
@@ -82,8 +83,8 @@ ok "OOM scores: QM 500, nested 750"
 
 # 4. clean stop (SIGTERM -> 143 = success thanks to --init + SuccessExitStatus)
 t0=$(date +%s%N)
-mgr StopUnit ss nested.service replace >/dev/null
-for i in $(seq 1 150); do s=$(state nested.service); case $s in inactive|failed|"") break;; esac; sleep 0.1; done
-[ "$s" != failed ] || fail "nested.service failed on stop"
-ok "nested.service stopped cleanly after $(( ($(date +%s%N) - t0) / 1000000 )) ms ($s)"
+mgr StopUnit ss tbsmoke.service replace >/dev/null
+for i in $(seq 1 150); do s=$(state tbsmoke.service); case $s in inactive|failed|"") break;; esac; sleep 0.1; done
+[ "$s" != failed ] || fail "tbsmoke.service failed on stop"
+ok "tbsmoke.service stopped cleanly after $(( ($(date +%s%N) - t0) / 1000000 )) ms ($s)"
 echo "smoke: PASS"

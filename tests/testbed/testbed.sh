@@ -76,6 +76,18 @@ qm_pid() {
   return 1
 }
 
+# Long-lived processes (nspawn) must not inherit the caller's file descriptors: under
+# `flock /tmp/qm/testbed.lock testbed.sh up` the lock fd would stay open in every node and the lock
+# would be held for as long as the testbed runs. Call in the subshell that execs the daemon.
+close_fds() {
+  local f n
+  for f in /proc/$BASHPID/fd/*; do
+    n=${f##*/}
+    [ "$n" -gt 2 ] 2>/dev/null && eval "exec $n>&-"
+  done
+  return 0
+}
+
 ########## rootfs ##########
 rootfs() {
   if [ -s "$TB/rootfs.path" ] && [ -f "$(cat "$TB/rootfs.path")/.qmorch-testbed-rootfs" ]; then
@@ -237,12 +249,13 @@ node_start() {
   uuid=$(printf '%08x-0000-4000-8000-%012x' "$idx" "$idx")     # -> /etc/machine-id
   for h in $CG_HIER; do mkdir -p "/sys/fs/cgroup/$h/$TB_ID/$n"; done
   # nspawn without a host systemd: --register=no --keep-unit, started from the node's own cgroup
-  setsid sh -c 'for h in '"$CG_HIER"'; do echo $$ > /sys/fs/cgroup/$h/'"$TB_ID/$n"'/cgroup.procs; done; exec "$@"' nspawn \
+  ( close_fds
+    exec setsid sh -c 'for h in '"$CG_HIER"'; do echo $$ > /sys/fs/cgroup/$h/'"$TB_ID/$n"'/cgroup.procs; done; exec "$@"' nspawn \
     systemd-nspawn -D "$d/merged" -M "$n" --uuid="$uuid" -b \
       --console=passive --register=no --keep-unit --capability=all \
       --network-namespace-path="/run/netns/$TB_ID-$n" \
       --bind="$d/dbus:/run/dbus" --bind="$d/containers:/var/lib/containers" \
-      "${extra[@]}" </dev/null >"$d/console.log" 2>&1 &
+      "${extra[@]}" ) </dev/null >"$d/console.log" 2>&1 &
   echo $! > "$d/nspawn.pid"
   log "$n: nspawn pid $! (started in $(since "$t0") s)"
 }
@@ -389,6 +402,11 @@ cmd_down() {
   t0=$(now)
   if [ -d "$TB" ] && [ ! -f "$TB/.qmorch-testbed" ] && [ -n "$(ls -A "$TB" 2>/dev/null)" ]; then
     die "$TB is not a testbed state dir (no .qmorch-testbed marker): not touching it"
+  fi
+  # the BlueChi test double of tests/controller.sh (make demo) lives in $TB/controller and talks
+  # to the node buses: stop it (by its recorded PID) before its state dir goes away
+  if [ -s "$TB/controller/controller.pid" ]; then
+    TB=$TB bash "$here/../controller.sh" stop || log "could not stop the test controller"
   fi
   # nodes with a recorded pid, in parallel
   for n in $TB_NODES; do node_stop "$n" & done
