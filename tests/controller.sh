@@ -33,7 +33,7 @@ start)
     [ -n "${!addr:-}" ] && args+=(--peer-ip "qm.$n=::ffff:${!addr}")
   done
   mkdir -p "$dir"; rm -f "$dir/address"
-  # close inherited fds (e.g. a caller's flock on /tmp/qm/testbed.lock) in the long-lived daemon
+  # close inherited fds (e.g. a caller's flock on the testbed lock) in the long-lived daemon
   ( for f in /proc/$BASHPID/fd/*; do n=${f##*/}; [ "$n" -gt 2 ] 2>/dev/null && eval "exec $n>&-"; done
     exec setsid "$bin" "${args[@]}" ) </dev/null >"$dir/stdout.log" 2>"$dir/controller.log" &
   echo $! > "$pidf"

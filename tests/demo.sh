@@ -2,7 +2,7 @@
 # make demo: brings the testbed up if needed, starts the BlueChi test controller on it, deploys
 # examples/nested.container to node1 with qmorch and shows the result. Leaves everything running
 # so you can try more commands; `make testbed-down` removes it all (test controller included).
-# On a shared machine run it as `flock /tmp/qm/testbed.lock make demo` (it takes no lock itself).
+# On a shared machine run it as `flock /run/lock/qmorch-testbed.lock make demo` (it takes no lock itself).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 t0=$(date +%s.%N)

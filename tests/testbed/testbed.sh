@@ -77,7 +77,7 @@ qm_pid() {
 }
 
 # Long-lived processes (nspawn) must not inherit the caller's file descriptors: under
-# `flock /tmp/qm/testbed.lock testbed.sh up` the lock fd would stay open in every node and the lock
+# `flock /run/lock/qmorch-testbed.lock testbed.sh up` the lock fd would stay open in every node and the lock
 # would be held for as long as the testbed runs. Call in the subshell that execs the daemon.
 close_fds() {
   local f n
