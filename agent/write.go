@@ -160,6 +160,11 @@ func checkListItem(item string) error {
 	case item[0] == '#' || item[0] == ';':
 		return fmt.Errorf("an item starting a continuation line with '#' or ';' reads as a comment")
 	}
+	// On a continuation line "KEY=..." or "KEY:..." is still appended, but it reads like a key
+	// to people and the reader warns (WarnContinuationKey): never write that.
+	if k := strings.IndexAny(item, "=:"); k >= 0 && looksLikeKey([]byte(item[:k])) {
+		return fmt.Errorf("an item like %q starting a continuation line reads like a new key", item[:k+1])
+	}
 	return checkText(item)
 }
 

@@ -56,6 +56,8 @@ func TestRenderRefuses(t *testing.T) {
 		{"comma in item", Document{Sections: []DocSection{{Name: "s", Keys: []DocKey{{Key: "A", List: []string{"a,b"}}}}}}},
 		{"space in item", Document{Sections: []DocSection{{Name: "s", Keys: []DocKey{{Key: "A", List: []string{"a b"}}}}}}},
 		{"comment item", Document{Sections: []DocSection{{Name: "s", Keys: []DocKey{{Key: "A", List: []string{"#a"}}}}}}},
+		{"item like a key", Document{Sections: []DocSection{{Name: "s", Keys: []DocKey{{Key: "A", List: []string{"a", "Key=v"}}}}}}},
+		{"item like a colon key", Document{Sections: []DocSection{{Name: "s", Keys: []DocKey{{Key: "A", List: []string{"a", "0:x"}}}}}}},
 		{"key with separator", Document{Sections: []DocSection{{Name: "s", Keys: []DocKey{{Key: "A:B", Value: "1"}}}}}},
 		{"section twice", Document{Sections: []DocSection{{Name: "s"}, {Name: "s"}}}},
 	}

@@ -30,12 +30,16 @@ echo
 echo "+ qmorch status node1"
 bin/qmorch status node1 || true
 echo
+echo "+ qmorch status node1 nested"
+bin/qmorch status node1 nested || true
+echo
 awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN{printf "demo took %.1fs\n", b-a}'
 cat <<TXT
 
 The testbed and the test controller keep running. Try:
   export DBUS_SYSTEM_BUS_ADDRESS=$addr
   bin/qmorch deploy node1,node2 examples/nested.container -o json
+  bin/qmorch status node1,node2 nested
   bash tests/testbed/testbed.sh qm-exec node1 podman ps
 Remove everything with: make testbed-down
 TXT
