@@ -8,8 +8,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/hashicorp/go-multierror"
-
 	"github.com/qmorch/qmorch/controller"
 )
 
@@ -239,13 +237,7 @@ func (d *Deployer) Lifecycle(ctx context.Context, req LifecycleRequest) (*Lifecy
 				fmt.Errorf("node %s: %s %s: not started: %w", t.host, req.Action, u, err))
 		}
 	})
-	var merr *multierror.Error
-	for _, r := range rep.Results {
-		if r.Err != nil {
-			merr = multierror.Append(merr, r.Err)
-		}
-	}
-	return rep, merr.ErrorOrNil()
+	return rep, nodeErrors(rep.Results, func(r UnitResult) error { return r.Err })
 }
 
 func (d *Deployer) unitResult(req LifecycleRequest, t *target, unit string, o Outcome, err error) UnitResult {

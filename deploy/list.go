@@ -7,8 +7,6 @@ import (
 	"slices"
 	"strings"
 	"time"
-
-	"github.com/hashicorp/go-multierror"
 )
 
 // Drift is a way a node differs from what qmorch deployed.
@@ -106,12 +104,8 @@ func (d *Deployer) List(ctx context.Context, req ListRequest) (*ListReport, erro
 	if err != nil {
 		return nil, err
 	}
-	r := &run{d: d, hub: newHub(ctx, d.c)}
-	defer func() {
-		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cleanupTimeout)
-		defer cancel()
-		r.hub.close(cctx)
-	}()
+	r, done := d.newFleetRun(ctx)
+	defer done()
 	rep := &ListReport{Nodes: make([]NodeListing, len(targets))}
 	fanOut(ctx, len(targets), d.opts.parallel, func(i int) {
 		t := targets[i]
@@ -127,25 +121,12 @@ func (d *Deployer) List(ctx context.Context, req ListRequest) (*ListReport, erro
 		t := targets[i]
 		rep.Nodes[i] = NodeListing{Node: t.host, Twin: t.twin, Err: fmt.Errorf("node %s: not started: %w", t.host, err)}
 	})
-	var merr *multierror.Error
-	for _, l := range rep.Nodes {
-		if l.Err != nil {
-			merr = multierror.Append(merr, l.Err)
-		}
-	}
-	return rep, merr.ErrorOrNil()
+	return rep, nodeErrors(rep.Nodes, func(l NodeListing) error { return l.Err })
 }
 
 func (r *run) listNode(ctx context.Context, t *target, managed []ManagedFile, l *NodeListing) error {
-	if t.err != nil {
-		return t.err
-	}
-	var err error
-	if t.hostNode, err = r.d.c.GetNode(ctx, t.host); err != nil {
-		return fmt.Errorf("node %s: %w", t.host, err)
-	}
-	if t.twinNode, err = r.d.c.GetNode(ctx, t.twin); err != nil {
-		return fmt.Errorf("node %s: QM twin %s: %w", t.host, t.twin, err)
+	if err := r.getNodes(ctx, t); err != nil {
+		return err
 	}
 	known := map[string]bool{}
 	for _, m := range managed {

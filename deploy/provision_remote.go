@@ -7,8 +7,6 @@ import (
 	"slices"
 	"strings"
 
-	"github.com/hashicorp/go-multierror"
-
 	"github.com/qmorch/qmorch/controller"
 	"github.com/qmorch/qmorch/qmconf"
 )
@@ -173,12 +171,8 @@ func (d *Deployer) ProvisionQMAgent(ctx context.Context, req QMAgentRemoteReques
 		return rep, nil
 	}
 
-	r := &run{d: d, hub: newHub(ctx, d.c)}
-	defer func() {
-		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cleanupTimeout)
-		defer cancel()
-		r.hub.close(cctx)
-	}()
+	r, done := d.newFleetRun(ctx)
+	defer done()
 	rep := &QMAgentRemoteReport{Results: make([]NodeProvision, len(nodes))}
 	fanOut(ctx, len(nodes), d.opts.parallel, func(i int) {
 		res := NodeProvision{Node: nodes[i], Twin: prefix + nodes[i], Argv: argv}
@@ -190,13 +184,7 @@ func (d *Deployer) ProvisionQMAgent(ctx context.Context, req QMAgentRemoteReques
 		rep.Results[i] = NodeProvision{Node: nodes[i], Twin: prefix + nodes[i], Argv: argv,
 			Action: ActionFailed, Err: fmt.Errorf("node %s: not started: %w", nodes[i], err)}
 	})
-	var merr *multierror.Error
-	for _, res := range rep.Results {
-		if res.Err != nil {
-			merr = multierror.Append(merr, res.Err)
-		}
-	}
-	return rep, merr.ErrorOrNil()
+	return rep, nodeErrors(rep.Results, func(r NodeProvision) error { return r.Err })
 }
 
 func planProvision(node, twin string, argv []string) NodeProvision {

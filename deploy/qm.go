@@ -12,8 +12,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/hashicorp/go-multierror"
-
 	"github.com/qmorch/qmorch/controller"
 	"github.com/qmorch/qmorch/qmconf"
 )
@@ -157,23 +155,14 @@ func (d *Deployer) QMChange(ctx context.Context, req QMChangeRequest) (*QMChange
 		return nil, err
 	}
 	defer sess.Close(ctx)
-	status := map[string]controller.NodeStatus{}
-	for _, n := range infos {
-		status[n.Name] = n.Status
-	}
+	status := nodeStatuses(infos)
 	fanOut(ctx, len(hosts), d.opts.parallel, func(i int) {
 		rep.Results[i] = d.qmChangeNode(ctx, sess, req, hosts[i], status)
 	}, func(i int, err error) {
 		rep.Results[i] = QMChangeResult{Node: hosts[i], Twin: d.opts.twinPrefix + hosts[i], Restart: QMRestartFailed,
 			Err: fmt.Errorf("node %s: not started: %w", hosts[i], err)}
 	})
-	var merr *multierror.Error
-	for _, r := range rep.Results {
-		if r.Err != nil {
-			merr = multierror.Append(merr, r.Err)
-		}
-	}
-	return rep, merr.ErrorOrNil()
+	return rep, nodeErrors(rep.Results, func(r QMChangeResult) error { return r.Err })
 }
 
 func (d *Deployer) selectQMHosts(ctx context.Context, selectors []string, all bool) ([]string, []controller.NodeInfo, error) {

@@ -9,7 +9,6 @@ import (
 	"strings"
 
 	"github.com/godbus/dbus/v5"
-	"github.com/hashicorp/go-multierror"
 
 	"github.com/qmorch/qmorch/controller"
 	"github.com/qmorch/qmorch/qmconf"
@@ -83,10 +82,7 @@ func (d *Deployer) QMShow(ctx context.Context, req QMShowRequest) (*QMShowReport
 	if err != nil {
 		return nil, err
 	}
-	status := map[string]controller.NodeStatus{}
-	for _, n := range infos {
-		status[n.Name] = n.Status
-	}
+	status := nodeStatuses(infos)
 	rep := &QMShowReport{Results: make([]QMShowResult, len(hosts))}
 	fanOut(ctx, len(hosts), d.opts.parallel, func(i int) {
 		res := QMShowResult{Node: hosts[i]}
@@ -100,13 +96,7 @@ func (d *Deployer) QMShow(ctx context.Context, req QMShowRequest) (*QMShowReport
 	}, func(i int, err error) {
 		rep.Results[i] = QMShowResult{Node: hosts[i], Err: fmt.Errorf("node %s: not started: %w", hosts[i], err)}
 	})
-	var merr *multierror.Error
-	for _, r := range rep.Results {
-		if r.Err != nil {
-			merr = multierror.Append(merr, r.Err)
-		}
-	}
-	return rep, merr.ErrorOrNil()
+	return rep, nodeErrors(rep.Results, func(r QMShowResult) error { return r.Err })
 }
 
 func (d *Deployer) qmLive(ctx context.Context, host string, st controller.NodeStatus) (*QMLive, error) {

@@ -8,8 +8,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/hashicorp/go-multierror"
-
 	"github.com/qmorch/qmorch/controller"
 )
 
@@ -81,12 +79,8 @@ func (d *Deployer) Remove(ctx context.Context, req RemoveRequest) (*RemoveReport
 	if err != nil {
 		return nil, err
 	}
-	r := &run{d: d, hub: newHub(ctx, d.c)}
-	defer func() {
-		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cleanupTimeout)
-		defer cancel()
-		r.hub.close(cctx)
-	}()
+	r, done := d.newFleetRun(ctx)
+	defer done()
 	dest := path.Join(quadletDir(d.opts.rwetcfs), req.File)
 	rep := &RemoveReport{Results: make([]RemoveResult, len(targets))}
 	for i, t := range targets {
@@ -109,25 +103,12 @@ func (d *Deployer) Remove(ctx context.Context, req RemoveRequest) (*RemoveReport
 		res := &rep.Results[i]
 		res.Action, res.Err = ActionFailed, fmt.Errorf("node %s: not started: %w", targets[i].host, err)
 	})
-	var merr *multierror.Error
-	for _, res := range rep.Results {
-		if res.Err != nil {
-			merr = multierror.Append(merr, res.Err)
-		}
-	}
-	return rep, merr.ErrorOrNil()
+	return rep, nodeErrors(rep.Results, func(r RemoveResult) error { return r.Err })
 }
 
 func (r *run) removeNode(ctx context.Context, t *target, res *RemoveResult) error {
-	if t.err != nil {
-		return t.err
-	}
-	var err error
-	if t.hostNode, err = r.d.c.GetNode(ctx, t.host); err != nil {
-		return fmt.Errorf("node %s: %w", t.host, err)
-	}
-	if t.twinNode, err = r.d.c.GetNode(ctx, t.twin); err != nil {
-		return fmt.Errorf("node %s: QM twin %s: %w", t.host, t.twin, err)
+	if err := r.getNodes(ctx, t); err != nil {
+		return err
 	}
 	fail := func(format string, args ...any) error {
 		return fmt.Errorf("node %s: remove %s: "+format, append([]any{t.host, res.Unit}, args...)...)

@@ -8,6 +8,8 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/hashicorp/go-multierror"
+
 	"github.com/qmorch/qmorch/controller"
 )
 
@@ -103,4 +105,51 @@ func fanOut(ctx context.Context, n, parallel int, work func(i int), skipped func
 		}()
 	}
 	wg.Wait()
+}
+
+// nodeErrors aggregates the per-node errors of a report; nil when every node succeeded.
+func nodeErrors[R any](results []R, errOf func(R) error) error {
+	var merr *multierror.Error
+	for _, r := range results {
+		if err := errOf(r); err != nil {
+			merr = multierror.Append(merr, err)
+		}
+	}
+	return merr.ErrorOrNil()
+}
+
+// nodeStatuses maps node names to their status from one ListNodes answer.
+func nodeStatuses(infos []controller.NodeInfo) map[string]controller.NodeStatus {
+	status := make(map[string]controller.NodeStatus, len(infos))
+	for _, n := range infos {
+		status[n.Name] = n.Status
+	}
+	return status
+}
+
+// newFleetRun starts a run with its own monitor hub; done closes the hub, bounded by
+// cleanupTimeout even when ctx has ended.
+func (d *Deployer) newFleetRun(ctx context.Context) (r *run, done func()) {
+	r = &run{d: d, hub: newHub(ctx, d.c)}
+	return r, func() {
+		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cleanupTimeout)
+		defer cancel()
+		r.hub.close(cctx)
+	}
+}
+
+// getNodes resolves the host node and the QM twin of a selected target (failing with the
+// target's own error first).
+func (r *run) getNodes(ctx context.Context, t *target) error {
+	if t.err != nil {
+		return t.err
+	}
+	var err error
+	if t.hostNode, err = r.d.c.GetNode(ctx, t.host); err != nil {
+		return fmt.Errorf("node %s: %w", t.host, err)
+	}
+	if t.twinNode, err = r.d.c.GetNode(ctx, t.twin); err != nil {
+		return fmt.Errorf("node %s: QM twin %s: %w", t.host, t.twin, err)
+	}
+	return nil
 }

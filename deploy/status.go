@@ -450,10 +450,7 @@ func (d *Deployer) WaitOnline(ctx context.Context, names []string) error {
 	if err != nil {
 		return withClass(ErrUnreachable, fmt.Errorf("list nodes: %w", err))
 	}
-	status := map[string]controller.NodeStatus{}
-	for _, n := range infos {
-		status[n.Name] = n.Status
-	}
+	status := nodeStatuses(infos)
 	var unknown []string
 	for _, n := range names {
 		if _, ok := status[n]; !ok {

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -78,15 +77,7 @@ broken last drop-in, a bad port) are errors naming file and line; exit code 2.`,
   # as the agent would see it with BC_LOG_LEVEL=DEBUG and hostname node1
   qmorch config show --root /mnt/image --hostname node1 --env BC_LOG_LEVEL=DEBUG`,
 		Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			if err := o.Complete(); err != nil {
-				return err
-			}
-			if err := o.Validate(); err != nil {
-				return err
-			}
-			return o.Run(cmd.Context())
-		},
+		RunE: runE(o),
 	}
 	f := cmd.Flags()
 	f.StringVar(&o.Root, "root", o.Root, "read the configuration of the system tree at this directory")
@@ -95,14 +86,14 @@ broken last drop-in, a bad port) are errors naming file and line; exit code 2.`,
 	f.BoolVar(&o.Explain, "explain", false, "show for every key the file:line that set it and the values it replaced")
 	f.StringVar(&o.Hostname, "hostname", "", "hostname for the default NodeName (default: this host's for --root /, else the tree's /etc/hostname)")
 	f.StringArrayVar(&o.Env, "env", nil, "NAME=VALUE of the agent's environment (BC_LOG_LEVEL, BC_LOG_TARGET, BC_LOG_IS_QUIET); repeatable")
-	f.StringVarP(&o.Output, "output", "o", o.Output, "output format: table or json")
+	f.StringVarP(&o.Output, "output", "o", o.Output, outputHelp)
 	return cmd
 }
 
 var configEnvNames = []string{"BC_LOG_LEVEL", "BC_LOG_TARGET", "BC_LOG_IS_QUIET"}
 
 // Complete turns --env into the environment map (later values win, like the shell).
-func (o *ConfigShowOptions) Complete() error {
+func (o *ConfigShowOptions) Complete([]string) error {
 	o.env = map[string]string{}
 	for _, e := range o.Env {
 		if k, v, ok := strings.Cut(e, "="); ok {
@@ -114,9 +105,10 @@ func (o *ConfigShowOptions) Complete() error {
 
 // Validate checks the flags (no I/O).
 func (o *ConfigShowOptions) Validate() error {
+	if err := validateOutput(o.Output); err != nil {
+		return err
+	}
 	switch {
-	case o.Output != "table" && o.Output != "json":
-		return usageErrorf("--output must be table or json, not %q", o.Output)
 	case o.Agent && o.Controller:
 		return usageErrorf("--agent and --controller exclude each other")
 	case o.Root == "":
@@ -198,9 +190,7 @@ func (o *ConfigShowOptions) Run(context.Context) error {
 
 	out := configOutput(cfg, host, hostSrc, warnings, fatal)
 	if o.Output == "json" {
-		enc := json.NewEncoder(o.d.streams.Out)
-		enc.SetIndent("", "  ")
-		if err := enc.Encode(out); err != nil {
+		if err := writeJSON(o.d.streams.Out, out); err != nil {
 			return err
 		}
 	} else if err := printConfig(o.d.streams.Out, out, o.Explain); err != nil {
@@ -292,7 +282,7 @@ func origin(o agent.Origin) ConfigOrigin {
 }
 
 func configOutput(cfg *agent.Config, host, hostSrc string, warnings []agent.Warning, fatal []string) ConfigOutput {
-	out := ConfigOutput{APIVersion: "qmorch/v1", Kind: "EffectiveConfig", Program: string(cfg.Program),
+	out := ConfigOutput{APIVersion: apiVersion, Kind: "EffectiveConfig", Program: string(cfg.Program),
 		Hostname: host, HostnameSource: hostSrc, Files: []ConfigFile{}, Sections: []ConfigSection{},
 		Warnings: []ConfigWarning{}, Errors: fatal}
 	for _, f := range cfg.Files {

@@ -17,18 +17,13 @@ import (
 
 // DeployOptions holds `qmorch deploy`'s flags and arguments.
 type DeployOptions struct {
-	All        bool
-	NoStart    bool
-	DryRun     bool
-	Root       string
-	Timeout    time.Duration
-	Settle     time.Duration
-	Parallel   int
-	TwinPrefix string
-	RWETCFS    string
-	StateDir   string // record for `qmorch list` (list_manifest.go)
-	BusAddress string
-	Output     string
+	connFlags
+	All      bool
+	NoStart  bool
+	DryRun   bool
+	Root     string
+	Settle   time.Duration
+	StateDir string // record for `qmorch list` (list_manifest.go)
 
 	// Filled by Complete.
 	Nodes   []string
@@ -41,13 +36,9 @@ type DeployOptions struct {
 // NewDeployOptions returns the defaults.
 func NewDeployOptions(d deps) *DeployOptions {
 	return &DeployOptions{
-		Timeout:    deploy.DefaultTimeout,
-		Settle:     deploy.DefaultSettle,
-		Parallel:   deploy.DefaultParallel,
-		TwinPrefix: deploy.DefaultTwinPrefix,
-		RWETCFS:    deploy.DefaultRWETCFS,
-		Output:     "table",
-		d:          d,
+		connFlags: newConnFlags(deploy.DefaultTimeout, deploy.DefaultParallel),
+		Settle:    deploy.DefaultSettle,
+		d:         d,
 	}
 }
 
@@ -97,29 +88,17 @@ where ACTION is deployed, unchanged, installed (--no-start or --root) or failed.
 			}
 			return nil
 		},
-		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := o.Complete(args); err != nil {
-				return err
-			}
-			if err := o.Validate(); err != nil {
-				return err
-			}
-			return o.Run(cmd.Context())
-		},
+		RunE: runE(o),
 	}
 	f := cmd.Flags()
 	f.BoolVar(&o.All, "all", false, "every node that has a QM twin")
 	f.BoolVar(&o.NoStart, "no-start", false, "write the file and daemon-reload only; do not start the unit")
 	f.BoolVar(&o.DryRun, "dry-run", false, "print the files and D-Bus calls it would make; change nothing")
 	f.StringVar(&o.Root, "root", "", "write into this local directory tree instead of nodes")
-	f.DurationVar(&o.Timeout, "timeout", o.Timeout, "bound for each node's whole operation")
 	f.DurationVar(&o.Settle, "settle", o.Settle, "how long a started unit must stay active")
-	f.IntVar(&o.Parallel, "parallel", o.Parallel, "nodes worked on at once")
-	f.StringVar(&o.TwinPrefix, "twin-prefix", o.TwinPrefix, "prefix naming a node's QM twin")
-	f.StringVar(&o.RWETCFS, "rwetcfs", o.RWETCFS, "QM's writable /etc on the host (qm.container's RWETCFS)")
 	f.StringVar(&o.StateDir, "state-dir", "", stateDirHelp) // record for `qmorch list` (list_manifest.go)
-	f.StringVar(&o.BusAddress, "bus-address", "", "D-Bus address of the controller's bus (default: $DBUS_SYSTEM_BUS_ADDRESS, else the system bus)")
-	f.StringVarP(&o.Output, "output", "o", o.Output, "output format: table or json")
+	o.addFlags(f, "bound for each node's whole operation", "nodes worked on at once")
+	o.addRWETCFS(f)
 	return cmd
 }
 
@@ -147,20 +126,23 @@ func (o *DeployOptions) Complete(args []string) error {
 
 // Validate checks flag combinations (no I/O); the deploy engine validates the file itself.
 func (o *DeployOptions) Validate() error {
+	if err := validateOutput(o.Output); err != nil {
+		return err
+	}
 	switch {
-	case o.Output != "table" && o.Output != "json":
-		return usageErrorf("--output must be table or json, not %q", o.Output)
 	case o.All && o.Root != "":
 		return usageErrorf("--all and --root exclude each other")
 	case !o.All && o.Root == "" && len(o.Nodes) == 0:
 		return usageErrorf("no node names in %q", "NODES")
-	case o.Timeout <= 0:
-		return usageErrorf("--timeout must be positive")
-	case o.Settle < 0 || o.Settle >= o.Timeout:
+	}
+	// --settle is checked after --timeout and before --parallel, as it always was.
+	if o.Timeout > 0 && (o.Settle < 0 || o.Settle >= o.Timeout) {
 		return usageErrorf("--settle must be at least 0 and shorter than --timeout")
-	case o.Parallel < 1:
-		return usageErrorf("--parallel must be at least 1")
-	case o.Root != "" && o.NoStart:
+	}
+	if err := o.validateBounds(); err != nil {
+		return err
+	}
+	if o.Root != "" && o.NoStart {
 		return usageErrorf("--root never starts anything; drop --no-start")
 	}
 	return nil
@@ -168,24 +150,11 @@ func (o *DeployOptions) Validate() error {
 
 // Run deploys and prints the results; the returned error decides the exit code.
 func (o *DeployOptions) Run(ctx context.Context) error {
-	log := o.d.logger()
-	var ctl deploy.Controller
-	if o.Root == "" {
-		c, closeFn, err := o.d.connect(ctx, o.BusAddress, log)
-		if err != nil {
-			return fmt.Errorf("connect to the BlueChi controller: %w", err)
-		}
-		defer func() { _ = closeFn() }()
-		ctl = c
+	dep, closeFn, err := o.deployer(ctx, o.d, o.Root != "", deploy.WithSettle(o.Settle))
+	if err != nil {
+		return err
 	}
-	dep := deploy.New(ctl,
-		deploy.WithTwinPrefix(o.TwinPrefix),
-		deploy.WithRWETCFS(o.RWETCFS),
-		deploy.WithTimeout(o.Timeout),
-		deploy.WithSettle(o.Settle),
-		deploy.WithParallel(o.Parallel),
-		deploy.WithLogger(log),
-	)
+	defer closeFn()
 	rep, err := dep.Deploy(ctx, deploy.Request{
 		Nodes:   o.Nodes,
 		All:     o.All,
@@ -196,15 +165,12 @@ func (o *DeployOptions) Run(ctx context.Context) error {
 		DryRun:  o.DryRun,
 		Root:    o.Root,
 	})
-	if rep != nil {
-		if perr := printDeploy(o.d.streams.Out, o.Output, rep); perr != nil {
-			return errors.Join(err, perr)
-		}
-		for _, res := range rep.Results {
-			for _, w := range res.Warnings {
-				fmt.Fprintf(o.d.streams.ErrOut, "warning: node %s: %s\n", res.Node, w)
-			}
-		}
+	if rep == nil {
+		return err
+	}
+	perr := printDeploy(o.d.streams.Out, o.Output, rep)
+	err = printReport(o.d.streams, err, perr, rep.Results, func(r deploy.Result) (string, []string) { return r.Node, r.Warnings })
+	if perr == nil {
 		recordDeploy(o.d.streams.ErrOut, o.StateDir, o.File, o.Content, rep) // for `qmorch list` (list_manifest.go)
 	}
 	return err

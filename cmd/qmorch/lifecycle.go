@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"text/tabwriter"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -20,41 +19,28 @@ const DefaultFleetParallel = 32
 
 // fleetFlags are the flags start/stop/restart/reload, remove and list share.
 type fleetFlags struct {
-	All        bool
-	Parallel   int
-	Timeout    time.Duration
-	TwinPrefix string
-	BusAddress string
-	Output     string
+	connFlags
+	All bool
 }
 
 func (f *fleetFlags) add(fs *pflag.FlagSet, timeoutHelp string) {
 	fs.BoolVar(&f.All, "all", false, "every node that has a QM twin")
-	fs.IntVar(&f.Parallel, "parallel", f.Parallel, "nodes worked on at once")
-	fs.DurationVar(&f.Timeout, "timeout", f.Timeout, timeoutHelp)
-	fs.StringVar(&f.TwinPrefix, "twin-prefix", f.TwinPrefix, "prefix naming a node's QM twin")
+	f.addFlags(fs, timeoutHelp, "nodes worked on at once")
 	fs.StringVar(&f.TwinPrefix, "prefix", f.TwinPrefix, "same as --twin-prefix")
-	fs.StringVar(&f.BusAddress, "bus-address", "", "D-Bus address of the controller's bus (default: $DBUS_SYSTEM_BUS_ADDRESS, else the system bus)")
-	fs.StringVarP(&f.Output, "output", "o", f.Output, "output format: table or json")
 }
 
 func (f *fleetFlags) validate() error {
-	switch {
-	case f.Output != "table" && f.Output != "json":
-		return usageErrorf("--output must be table or json, not %q", f.Output)
-	case f.Timeout <= 0:
-		return usageErrorf("--timeout must be positive")
-	case f.Parallel < 1:
-		return usageErrorf("--parallel must be at least 1")
-	case f.TwinPrefix == "":
+	if err := f.connFlags.validate(); err != nil {
+		return err
+	}
+	if f.TwinPrefix == "" {
 		return usageErrorf("--twin-prefix must not be empty")
 	}
 	return nil
 }
 
 func newFleetFlags() fleetFlags {
-	return fleetFlags{Parallel: DefaultFleetParallel, Timeout: deploy.DefaultTimeout,
-		TwinPrefix: deploy.DefaultTwinPrefix, Output: "table"}
+	return fleetFlags{connFlags: newConnFlags(deploy.DefaultTimeout, DefaultFleetParallel)}
 }
 
 // LifecycleOptions holds `qmorch start|stop|restart|reload`'s flags and arguments.
@@ -125,15 +111,7 @@ unit is ok. -o json: see docs/json.md (kind LifecycleResult).`, action, help.sta
 			}
 			return nil
 		},
-		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := o.Complete(args); err != nil {
-				return err
-			}
-			if err := o.Validate(); err != nil {
-				return err
-			}
-			return o.Run(cmd.Context())
-		},
+		RunE: runE(o),
 	}
 	o.add(cmd.Flags(), "bound for each job's wait (per node and unit)")
 	cmd.Flags().BoolVar(&o.Host, "host", false, "the host node's own units instead of its QM partition's")
@@ -170,26 +148,17 @@ func (o *LifecycleOptions) Validate() error {
 
 // Run connects, runs the action and prints one line per node and unit.
 func (o *LifecycleOptions) Run(ctx context.Context) error {
-	log := o.d.logger()
-	c, closeFn, err := o.d.connect(ctx, o.BusAddress, log)
+	dep, closeFn, err := o.deployer(ctx, o.d, false, deploy.WithSettle(o.Settle))
 	if err != nil {
-		return fmt.Errorf("connect to the BlueChi controller: %w", err)
+		return err
 	}
-	defer func() { _ = closeFn() }()
-	dep := deploy.New(c, deploy.WithTwinPrefix(o.TwinPrefix), deploy.WithTimeout(o.Timeout),
-		deploy.WithSettle(o.Settle), deploy.WithParallel(o.Parallel), deploy.WithLogger(log))
+	defer closeFn()
 	rep, err := dep.Lifecycle(ctx, deploy.LifecycleRequest{Action: o.Action, Nodes: o.Nodes, All: o.All, Units: o.Units, Host: o.Host})
-	if rep != nil {
-		if perr := printLifecycle(o.d.streams.Out, o.Output, rep); perr != nil {
-			return errors.Join(err, perr)
-		}
-		for _, r := range rep.Results {
-			for _, w := range r.Warnings {
-				fmt.Fprintf(o.d.streams.ErrOut, "warning: node %s: %s\n", r.Node, w)
-			}
-		}
+	if rep == nil {
+		return err
 	}
-	return err
+	return printReport(o.d.streams, err, printLifecycle(o.d.streams.Out, o.Output, rep), rep.Results,
+		func(r deploy.UnitResult) (string, []string) { return r.Node, r.Warnings })
 }
 
 // LifecycleOutput is the JSON document of `qmorch start|stop|restart|reload -o json` (kind
@@ -218,7 +187,7 @@ type LifecycleResult struct {
 }
 
 func lifecycleOutput(rep *deploy.LifecycleReport) LifecycleOutput {
-	out := LifecycleOutput{APIVersion: "qmorch/v1", Kind: "LifecycleResult", Action: string(rep.Action),
+	out := LifecycleOutput{APIVersion: apiVersion, Kind: "LifecycleResult", Action: string(rep.Action),
 		OK: rep.Failed() == 0, Results: make([]LifecycleResult, 0, len(rep.Results))}
 	for _, r := range rep.Results {
 		lr := LifecycleResult{Node: r.Node, Target: r.Target, Unit: r.Unit, Action: string(r.Action),
@@ -236,14 +205,9 @@ func printLifecycle(w io.Writer, format string, rep *deploy.LifecycleReport) err
 	if format == "json" {
 		return writeJSON(w, lifecycleOutput(rep))
 	}
-	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "NODE\tUNIT\tACTION\tRESULT\tSTATE\tTIME")
+	tw := newTable(w, "NODE\tUNIT\tACTION\tRESULT\tSTATE\tTIME")
 	for _, r := range rep.Results {
-		state := r.ActiveState
-		if state != "" && r.SubState != "" {
-			state += "/" + r.SubState
-		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%.1fs\n", r.Target, r.Unit, r.Action, r.Outcome, dash(state), r.Duration.Seconds())
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", r.Target, r.Unit, r.Action, r.Outcome, dash(unitState(r.ActiveState, r.SubState)), secs(r.Duration))
 	}
 	return tw.Flush()
 }

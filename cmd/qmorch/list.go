@@ -2,11 +2,9 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"strings"
-	"text/tabwriter"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -14,12 +12,9 @@ import (
 	"github.com/qmorch/qmorch/deploy"
 )
 
-const stateDirHelp = "qmorch's record of deployed units (default: $QMORCH_STATE_DIR, else /var/lib/qmorch)"
-
 // ListOptions holds `qmorch list`'s flags and arguments.
 type ListOptions struct {
 	fleetFlags
-	RWETCFS  string
 	StateDir string
 
 	Nodes []string // selectors; none = every node with a QM twin
@@ -29,7 +24,7 @@ type ListOptions struct {
 
 // NewCmdList is `qmorch list [NODES]`.
 func NewCmdList(d deps) *cobra.Command {
-	o := &ListOptions{fleetFlags: newFleetFlags(), RWETCFS: deploy.DefaultRWETCFS, d: d}
+	o := &ListOptions{fleetFlags: newFleetFlags(), d: d}
 	cmd := &cobra.Command{
 		Use:   "list [NODES | --all]",
 		Short: "List the nested Quadlet units on nodes, with drift from what qmorch deployed",
@@ -53,19 +48,18 @@ exits 0 (read "drifted" in -o json; see docs/json.md, kind UnitList).`,
   # two nodes, JSON output
   qmorch list node1,node2 -o json`,
 		Args: cobra.MaximumNArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			o.Nodes = args
-			if err := o.Validate(); err != nil {
-				return err
-			}
-			return o.Run(cmd.Context())
-		},
+		RunE: runE(o),
 	}
 	o.add(cmd.Flags(), "bound for each node's reads and file checks")
-	f := cmd.Flags()
-	f.StringVar(&o.RWETCFS, "rwetcfs", o.RWETCFS, "QM's writable /etc on the host (qm.container's RWETCFS)")
-	f.StringVar(&o.StateDir, "state-dir", "", stateDirHelp)
+	o.addRWETCFS(cmd.Flags())
+	cmd.Flags().StringVar(&o.StateDir, "state-dir", "", stateDirHelp)
 	return cmd
+}
+
+// Complete takes the node selectors.
+func (o *ListOptions) Complete(args []string) error {
+	o.Nodes = args
+	return nil
 }
 
 // Validate checks the flags.
@@ -97,26 +91,17 @@ func (o *ListOptions) Run(ctx context.Context) error {
 		}
 		managed[e.Node] = append(managed[e.Node], mf)
 	}
-	c, closeFn, err := o.d.connect(ctx, o.BusAddress, log)
+	dep, closeFn, err := o.deployer(ctx, o.d, false)
 	if err != nil {
-		return fmt.Errorf("connect to the BlueChi controller: %w", err)
+		return err
 	}
-	defer func() { _ = closeFn() }()
-	dep := deploy.New(c, deploy.WithTwinPrefix(o.TwinPrefix), deploy.WithRWETCFS(o.RWETCFS),
-		deploy.WithTimeout(o.Timeout), deploy.WithParallel(o.Parallel), deploy.WithLogger(log))
+	defer closeFn()
 	rep, err := dep.List(ctx, deploy.ListRequest{Nodes: o.Nodes, All: o.All, Managed: managed})
 	if rep == nil {
 		return err
 	}
-	if perr := printList(o.d.streams.Out, o.Output, rep); perr != nil {
-		return errors.Join(err, perr)
-	}
-	for _, l := range rep.Nodes {
-		for _, w := range l.Warnings {
-			fmt.Fprintf(o.d.streams.ErrOut, "warning: node %s: %s\n", l.Node, w)
-		}
-	}
-	return err
+	return printReport(o.d.streams, err, printList(o.d.streams.Out, o.Output, rep), rep.Nodes,
+		func(l deploy.NodeListing) (string, []string) { return l.Node, l.Warnings })
 }
 
 // ListOutput is the JSON document of `qmorch list -o json` (kind UnitList; see docs/json.md).
@@ -154,7 +139,7 @@ type ListUnitJSON struct {
 }
 
 func listOutput(rep *deploy.ListReport) ListOutput {
-	out := ListOutput{APIVersion: "qmorch/v1", Kind: "UnitList", OK: rep.Failed() == 0, Drifted: rep.Drifted(),
+	out := ListOutput{APIVersion: apiVersion, Kind: "UnitList", OK: rep.Failed() == 0, Drifted: rep.Drifted(),
 		Results: make([]ListNodeJSON, 0, len(rep.Nodes))}
 	for _, l := range rep.Nodes {
 		n := ListNodeJSON{Node: l.Node, QMNode: l.Twin, Units: make([]ListUnitJSON, 0, len(l.Units)),
@@ -183,8 +168,7 @@ func printList(w io.Writer, format string, rep *deploy.ListReport) error {
 	if format == "json" {
 		return writeJSON(w, listOutput(rep))
 	}
-	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "NODE\tUNIT\tFILE\tSTATE\tDRIFT")
+	tw := newTable(w, "NODE\tUNIT\tFILE\tSTATE\tDRIFT")
 	for _, l := range rep.Nodes {
 		if l.Err != nil {
 			fmt.Fprintf(tw, "%s\t-\t-\terror\t-\n", l.Node)
@@ -195,15 +179,11 @@ func printList(w io.Writer, format string, rep *deploy.ListReport) error {
 			continue
 		}
 		for _, u := range l.Units {
-			state := u.ActiveState
-			if state != "" && u.SubState != "" {
-				state += "/" + u.SubState
-			}
 			drift := make([]string, len(u.Drift))
 			for i, d := range u.Drift {
 				drift[i] = string(d)
 			}
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", l.Node, u.Unit, u.File, dash(state), dash(strings.Join(drift, ",")))
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", l.Node, u.Unit, u.File, dash(unitState(u.ActiveState, u.SubState)), dash(strings.Join(drift, ",")))
 		}
 	}
 	return tw.Flush()

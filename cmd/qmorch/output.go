@@ -1,10 +1,8 @@
 package main
 
 import (
-	"encoding/json"
 	"fmt"
 	"io"
-	"text/tabwriter"
 
 	"github.com/qmorch/qmorch/deploy"
 )
@@ -72,7 +70,7 @@ type PlanStep struct {
 }
 
 func deployOutput(rep *deploy.Report) DeployOutput {
-	out := DeployOutput{APIVersion: "qmorch/v1", Kind: "DeployResult", DryRun: rep.DryRun,
+	out := DeployOutput{APIVersion: apiVersion, Kind: "DeployResult", DryRun: rep.DryRun,
 		OK: rep.Failed() == 0, Results: make([]DeployResult, 0, len(rep.Results))}
 	for _, r := range rep.Results {
 		dr := DeployResult{
@@ -83,9 +81,7 @@ func deployOutput(rep *deploy.Report) DeployOutput {
 		if r.Err != nil {
 			dr.Error = r.Err.Error()
 		}
-		for _, s := range r.Plan {
-			dr.Plan = append(dr.Plan, PlanStep{Node: s.Node, Op: s.Op, Target: s.Target, Detail: s.Detail})
-		}
+		dr.Plan = planSteps(r.Plan)
 		out.Results = append(out.Results, dr)
 	}
 	return out
@@ -93,38 +89,26 @@ func deployOutput(rep *deploy.Report) DeployOutput {
 
 func printDeploy(w io.Writer, format string, rep *deploy.Report) error {
 	if format == "json" {
-		enc := json.NewEncoder(w)
-		enc.SetIndent("", "  ")
-		return enc.Encode(deployOutput(rep))
+		return writeJSON(w, deployOutput(rep))
 	}
-	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	if rep.DryRun {
-		fmt.Fprintln(tw, "NODE\tON\tOPERATION\tTARGET\tDETAIL")
+		tw := newTable(w, planHeader)
 		for _, r := range rep.Results {
 			if r.Action == deploy.ActionFailed {
 				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", dash(r.Node), "-", "failed", "-", r.Err)
 				continue
 			}
-			for _, s := range r.Plan {
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", dash(r.Node), dash(s.Node), s.Op, dash(s.Target), s.Detail)
-			}
+			planRows(tw, r.Node, r.Plan, false)
 		}
 		return tw.Flush()
 	}
-	fmt.Fprintln(tw, "NODE\tUNIT\tACTION\tSTATE\tTIME")
+	tw := newTable(w, "NODE\tUNIT\tACTION\tSTATE\tTIME")
 	for _, r := range rep.Results {
 		node := r.Node
 		if node == "" {
 			node = r.Path
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%.1fs\n", node, r.Unit, r.Action, dash(r.ActiveState), r.Duration.Seconds())
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", node, r.Unit, r.Action, dash(r.ActiveState), secs(r.Duration))
 	}
 	return tw.Flush()
-}
-
-func dash(s string) string {
-	if s == "" {
-		return "-"
-	}
-	return s
 }

@@ -2,13 +2,10 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"strings"
-	"text/tabwriter"
-	"time"
 
 	"github.com/spf13/cobra"
 
@@ -38,19 +35,15 @@ func (e *changedExit) ExitCode() int { return e.code }
 
 // ProvisionQMAgentOptions holds `qmorch provision qm-agent`'s flags.
 type ProvisionQMAgentOptions struct {
+	connFlags       // TwinPrefix is --prefix
 	Root            string
 	Nodes           []string
 	All             bool
 	Mode            string
 	ControllerHost  string
-	Prefix          string
 	Hostname        string
 	DryRun          bool
 	ChangedExitCode int
-	Output          string
-	Timeout         time.Duration
-	Parallel        int
-	BusAddress      string
 
 	// Filled by Complete.
 	remote bool
@@ -62,8 +55,7 @@ type ProvisionQMAgentOptions struct {
 // NewProvisionQMAgentOptions returns the defaults.
 func NewProvisionQMAgentOptions(d deps) *ProvisionQMAgentOptions {
 	return &ProvisionQMAgentOptions{
-		Mode: "auto", Prefix: deploy.DefaultTwinPrefix, Output: "table",
-		Timeout: deploy.DefaultTimeout, Parallel: deploy.DefaultParallel, d: d,
+		connFlags: newConnFlags(deploy.DefaultTimeout, deploy.DefaultParallel), Mode: "auto", d: d,
 	}
 }
 
@@ -111,15 +103,7 @@ problems bluechi-agent would exit on are errors naming file:line, exit code 2.`,
   # QM reaches the controller over TCP at 10.0.0.1, QM node names qm-NODE
   qmorch provision qm-agent --all --mode tcp --controller-host 10.0.0.1 --prefix qm-`,
 		Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			if err := o.Complete(cmd); err != nil {
-				return err
-			}
-			if err := o.Validate(); err != nil {
-				return err
-			}
-			return o.Run(cmd.Context())
-		},
+		RunE: runE(o),
 	}
 	f := cmd.Flags()
 	f.StringVar(&o.Root, "root", "", "work on the system tree at this directory (default /, this machine)")
@@ -127,19 +111,19 @@ problems bluechi-agent would exit on are errors naming file:line, exit code 2.`,
 	f.BoolVar(&o.All, "all", false, "every host node that has a QM twin")
 	f.StringVar(&o.Mode, "mode", o.Mode, "how QM reaches the controller: auto, socket or tcp")
 	f.StringVar(&o.ControllerHost, "controller-host", "", "tcp mode: the controller's address as seen from inside QM")
-	f.StringVar(&o.Prefix, "prefix", o.Prefix, "prefix of QM node names (qm.node1)")
+	f.StringVar(&o.TwinPrefix, "prefix", o.TwinPrefix, "prefix of QM node names (qm.node1)")
 	f.StringVar(&o.Hostname, "hostname", "", "hostname for an unset NodeName (default: this host's for /, else the tree's /etc/hostname)")
 	f.BoolVar(&o.DryRun, "dry-run", false, "print the files and a diff (remote: the plan); change nothing")
 	f.IntVar(&o.ChangedExitCode, "changed-exit-code", 0, "local: exit with this status (4-125) when a file changed (with --dry-run: would change)")
-	f.StringVarP(&o.Output, "output", "o", o.Output, "output format: table or json")
+	f.StringVarP(&o.Output, "output", "o", o.Output, outputHelp)
 	f.DurationVar(&o.Timeout, "timeout", o.Timeout, "remote: bound for each node's whole operation")
 	f.IntVar(&o.Parallel, "parallel", o.Parallel, "remote: nodes worked on at once")
-	f.StringVar(&o.BusAddress, "bus-address", "", "remote: D-Bus address of the controller's bus (default: $DBUS_SYSTEM_BUS_ADDRESS, else the system bus)")
+	f.StringVar(&o.BusAddress, "bus-address", "", "remote: "+busAddressHelp)
 	return cmd
 }
 
 // Complete decides local or remote and the mode.
-func (o *ProvisionQMAgentOptions) Complete(_ *cobra.Command) error {
+func (o *ProvisionQMAgentOptions) Complete([]string) error {
 	o.remote = len(o.Nodes) > 0 || o.All
 	o.mode = qmconf.Reachability(o.Mode)
 	if o.Mode == "auto" {
@@ -150,9 +134,10 @@ func (o *ProvisionQMAgentOptions) Complete(_ *cobra.Command) error {
 
 // Validate checks flag combinations (no I/O).
 func (o *ProvisionQMAgentOptions) Validate() error {
+	if err := validateOutput(o.Output); err != nil {
+		return err
+	}
 	switch {
-	case o.Output != "table" && o.Output != "json":
-		return usageErrorf("--output must be table or json, not %q", o.Output)
 	case o.Mode != "auto" && o.Mode != string(qmconf.ReachSocket) && o.Mode != string(qmconf.ReachTCP):
 		return usageErrorf("--mode must be auto, socket or tcp, not %q", o.Mode)
 	case o.mode == qmconf.ReachSocket && o.ControllerHost != "":
@@ -167,12 +152,11 @@ func (o *ProvisionQMAgentOptions) Validate() error {
 		return usageErrorf("--changed-exit-code is for a local run (remote runs report changed/unchanged per node)")
 	case o.ChangedExitCode != 0 && (o.ChangedExitCode < 4 || o.ChangedExitCode > 125):
 		return usageErrorf("--changed-exit-code must be 4-125 (0-3 are qmorch's own codes), not %d", o.ChangedExitCode)
-	case o.Timeout <= 0:
-		return usageErrorf("--timeout must be positive")
-	case o.Parallel < 1:
-		return usageErrorf("--parallel must be at least 1")
 	}
-	if err := deploy.ValidateTwinPrefix(o.Prefix); err != nil {
+	if err := o.validateBounds(); err != nil {
+		return err
+	}
+	if err := deploy.ValidateTwinPrefix(o.TwinPrefix); err != nil {
 		return usageErrorf("--prefix: %w", err)
 	}
 	if o.ControllerHost != "" {
@@ -189,7 +173,7 @@ func (o *ProvisionQMAgentOptions) Run(ctx context.Context) error {
 		return o.runRemote(ctx)
 	}
 	p, err := deploy.ProvisionQMAgentLocal(deploy.QMAgentLocalRequest{
-		Root: o.Root, Hostname: o.Hostname, Prefix: o.Prefix, Mode: o.mode,
+		Root: o.Root, Hostname: o.Hostname, Prefix: o.TwinPrefix, Mode: o.mode,
 		TCPHost: o.ControllerHost, DryRun: o.DryRun,
 	})
 	if p != nil {
@@ -226,12 +210,6 @@ func printDiagnostics(w io.Writer, notes, warnings []string) {
 	}
 }
 
-func writeJSON(w io.Writer, v any) error {
-	enc := json.NewEncoder(w)
-	enc.SetIndent("", "  ")
-	return enc.Encode(v)
-}
-
 // printFiles prints FILE ACTION lines; with --dry-run every file's content and diff.
 func printFiles(w io.Writer, out ProvisionOutput) error {
 	if out.DryRun {
@@ -243,8 +221,7 @@ func printFiles(w io.Writer, out ProvisionOutput) error {
 		}
 		return nil
 	}
-	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "FILE\tACTION")
+	tw := newTable(w, "FILE\tACTION")
 	for _, f := range out.Files {
 		fmt.Fprintf(tw, "%s\t%s\n", f.Path, f.Action)
 	}
@@ -304,15 +281,8 @@ func filesOutput(files []deploy.ProvisionFile) []ProvisionFileOutput {
 	return out
 }
 
-func nonNil(s []string) []string {
-	if s == nil {
-		return []string{}
-	}
-	return s
-}
-
 func qmAgentOutput(p *deploy.QMAgentProvision, err error) ProvisionOutput {
-	out := ProvisionOutput{APIVersion: "qmorch/v1", Kind: "QMAgentProvision", Root: p.Root, DryRun: p.DryRun,
+	out := ProvisionOutput{APIVersion: apiVersion, Kind: "QMAgentProvision", Root: p.Root, DryRun: p.DryRun,
 		Changed: p.Changed(), Hostname: p.Hostname, HostNodeName: p.HostNodeName, NodeName: p.NodeName,
 		Mode: string(p.Mode), RWETCFS: p.RWETCFS, Files: filesOutput(p.Files),
 		Notes: nonNil(p.Notes), Warnings: nonNil(p.Warnings)}
@@ -324,29 +294,19 @@ func qmAgentOutput(p *deploy.QMAgentProvision, err error) ProvisionOutput {
 
 // runRemote provisions nodes through BlueChi.
 func (o *ProvisionQMAgentOptions) runRemote(ctx context.Context) error {
-	log := o.d.logger()
-	c, closeFn, err := o.d.connect(ctx, o.BusAddress, log)
+	dep, closeFn, err := o.deployer(ctx, o.d, false)
 	if err != nil {
-		return fmt.Errorf("connect to the BlueChi controller: %w", err)
+		return err
 	}
-	defer func() { _ = closeFn() }()
-	dep := deploy.New(c, deploy.WithTwinPrefix(o.Prefix), deploy.WithTimeout(o.Timeout),
-		deploy.WithParallel(o.Parallel), deploy.WithLogger(log))
+	defer closeFn()
 	rep, err := dep.ProvisionQMAgent(ctx, deploy.QMAgentRemoteRequest{
 		Nodes: o.Nodes, All: o.All, Mode: o.mode, TCPHost: o.ControllerHost, DryRun: o.DryRun,
 	})
 	if rep == nil {
 		return err
 	}
-	if perr := printRemoteProvision(o.d.streams.Out, o.Output, rep); perr != nil {
-		return errors.Join(err, perr)
-	}
-	for _, r := range rep.Results {
-		for _, w := range r.Warnings {
-			fmt.Fprintf(o.d.streams.ErrOut, "warning: node %s: %s\n", r.Node, w)
-		}
-	}
-	return err
+	return printReport(o.d.streams, err, printRemoteProvision(o.d.streams.Out, o.Output, rep), rep.Results,
+		func(r deploy.NodeProvision) (string, []string) { return r.Node, r.Warnings })
 }
 
 // RemoteProvisionOutput is the JSON document `qmorch provision qm-agent --nodes ... -o json`
@@ -388,7 +348,7 @@ type RemoteProvisionResult struct {
 }
 
 func remoteProvisionOutput(rep *deploy.QMAgentRemoteReport) RemoteProvisionOutput {
-	out := RemoteProvisionOutput{APIVersion: "qmorch/v1", Kind: "QMAgentRemoteProvision", DryRun: rep.DryRun,
+	out := RemoteProvisionOutput{APIVersion: apiVersion, Kind: "QMAgentRemoteProvision", DryRun: rep.DryRun,
 		OK: rep.Failed() == 0, Results: []RemoteProvisionResult{}}
 	for _, r := range rep.Results {
 		res := RemoteProvisionResult{Node: r.Node, QMNode: r.Twin, Action: string(r.Action), AgentRestart: r.AgentRestart,
@@ -396,9 +356,7 @@ func remoteProvisionOutput(rep *deploy.QMAgentRemoteReport) RemoteProvisionOutpu
 		if r.Err != nil {
 			res.Error = r.Err.Error()
 		}
-		for _, s := range r.Plan {
-			res.Plan = append(res.Plan, PlanStep{Node: s.Node, Op: s.Op, Target: s.Target, Detail: s.Detail})
-		}
+		res.Plan = planSteps(r.Plan)
 		out.Results = append(out.Results, res)
 	}
 	return out
@@ -408,17 +366,14 @@ func printRemoteProvision(w io.Writer, format string, rep *deploy.QMAgentRemoteR
 	if format == "json" {
 		return writeJSON(w, remoteProvisionOutput(rep))
 	}
-	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	if rep.DryRun {
-		fmt.Fprintln(tw, "NODE\tON\tOPERATION\tTARGET\tDETAIL")
+		tw := newTable(w, planHeader)
 		for _, r := range rep.Results {
-			for _, s := range r.Plan {
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", r.Node, dash(s.Node), s.Op, dash(s.Target), s.Detail)
-			}
+			planRows(tw, r.Node, r.Plan, false)
 		}
 		return tw.Flush()
 	}
-	fmt.Fprintln(tw, "NODE\tQM NODE\tCONFIG\tAGENT\tTIME")
+	tw := newTable(w, "NODE\tQM NODE\tCONFIG\tAGENT\tTIME")
 	for _, r := range rep.Results {
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%.1fs\n", r.Node, r.Twin, r.Action, dash(r.AgentRestart), float64(r.Duration)/1000)
 	}
@@ -456,15 +411,7 @@ The file is written atomically and only when its bytes differ; restart bluechi-c
   qmorch provision controller --nodes node1,node2 --dry-run
   qmorch provision controller --root /mnt/controller-image --nodes ecu1,ecu2 --prefix qm-`,
 		Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			if err := o.Complete(); err != nil {
-				return err
-			}
-			if err := o.Validate(); err != nil {
-				return err
-			}
-			return o.Run(cmd.Context())
-		},
+		RunE: runE(o),
 	}
 	f := cmd.Flags()
 	f.StringVar(&o.Root, "root", "", "work on the system tree at this directory (default /, this machine)")
@@ -472,12 +419,12 @@ The file is written atomically and only when its bytes differ; restart bluechi-c
 	f.StringVar(&o.Prefix, "prefix", o.Prefix, "prefix of QM node names (qm.node1)")
 	f.StringVar(&o.DropIn, "drop-in", o.DropIn, "file name in controller.conf.d (NN-name.conf)")
 	f.BoolVar(&o.DryRun, "dry-run", false, "print the file and a diff; change nothing")
-	f.StringVarP(&o.Output, "output", "o", o.Output, "output format: table or json")
+	f.StringVarP(&o.Output, "output", "o", o.Output, outputHelp)
 	return cmd
 }
 
 // Complete splits the node lists.
-func (o *ProvisionControllerOptions) Complete() error {
+func (o *ProvisionControllerOptions) Complete([]string) error {
 	for _, n := range o.Nodes {
 		for _, x := range strings.Split(n, ",") {
 			if x = strings.TrimSpace(x); x != "" {
@@ -490,10 +437,10 @@ func (o *ProvisionControllerOptions) Complete() error {
 
 // Validate checks flags (no I/O); names are checked when the list is rendered.
 func (o *ProvisionControllerOptions) Validate() error {
-	switch {
-	case o.Output != "table" && o.Output != "json":
-		return usageErrorf("--output must be table or json, not %q", o.Output)
-	case len(o.names) == 0:
+	if err := validateOutput(o.Output); err != nil {
+		return err
+	}
+	if len(o.names) == 0 {
 		return usageErrorf("--nodes is required (host node names, comma-separated)")
 	}
 	if err := deploy.ValidateTwinPrefix(o.Prefix); err != nil {
@@ -510,7 +457,7 @@ func (o *ProvisionControllerOptions) Run(context.Context) error {
 	if p == nil {
 		return err
 	}
-	out := ProvisionOutput{APIVersion: "qmorch/v1", Kind: "ControllerProvision", Root: p.Root, DryRun: p.DryRun,
+	out := ProvisionOutput{APIVersion: apiVersion, Kind: "ControllerProvision", Root: p.Root, DryRun: p.DryRun,
 		Changed: p.Changed(), Names: p.Names, Files: filesOutput(p.Files), Notes: nonNil(p.Notes), Warnings: nonNil(p.Warnings)}
 	if err != nil {
 		out.Error = err.Error()

@@ -1,11 +1,9 @@
 package main
 
 import (
-	"encoding/json"
 	"fmt"
 	"io"
 	"strings"
-	"text/tabwriter"
 
 	"github.com/qmorch/qmorch/deploy"
 )
@@ -55,7 +53,7 @@ type QMFileJSON struct {
 }
 
 func printQMChange(w io.Writer, format string, rep *deploy.QMChangeReport) error {
-	out := QMChangeOutput{APIVersion: "qmorch/v1", Kind: "QMChangeResult", DryRun: rep.DryRun, OK: true}
+	out := QMChangeOutput{APIVersion: apiVersion, Kind: "QMChangeResult", DryRun: rep.DryRun, OK: true}
 	for _, r := range rep.Results {
 		x := QMChangeResult{Node: r.Node, QMNode: r.Twin, Files: []QMFileJSON{}, Changed: r.Changed, Reloaded: r.Reloaded,
 			Restart: r.Restart, DurationMs: r.Duration.Milliseconds(), Warnings: r.Warnings}
@@ -65,31 +63,23 @@ func printQMChange(w io.Writer, format string, rep *deploy.QMChangeReport) error
 		for _, f := range r.Files {
 			x.Files = append(x.Files, QMFileJSON{Key: f.Key, Path: f.Path, Op: f.Op, Changed: f.Changed})
 		}
-		for _, s := range r.Plan {
-			x.Plan = append(x.Plan, PlanStep{Node: s.Node, Op: s.Op, Target: s.Target, Detail: s.Detail})
-		}
+		x.Plan = planSteps(r.Plan)
 		if r.Err != nil {
 			x.Error, out.OK = r.Err.Error(), false
 		}
 		out.Results = append(out.Results, x)
 	}
 	if format == "json" {
-		enc := json.NewEncoder(w)
-		enc.SetIndent("", "  ")
-		return enc.Encode(out)
+		return writeJSON(w, out)
 	}
-	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	if rep.DryRun {
-		fmt.Fprintln(tw, "NODE\tON\tOPERATION\tTARGET\tDETAIL")
+		tw := newTable(w, planHeader)
 		for _, r := range rep.Results {
-			for _, s := range r.Plan {
-				detail := strings.ReplaceAll(strings.TrimSpace(s.Detail), "\n", "\\n")
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", dash(r.Node), dash(s.Node), s.Op, dash(s.Target), detail)
-			}
+			planRows(tw, r.Node, r.Plan, true)
 		}
 		return tw.Flush()
 	}
-	fmt.Fprintln(tw, "NODE\tKEY\tFILE\tRESULT")
+	tw := newTable(w, "NODE\tKEY\tFILE\tRESULT")
 	for _, r := range rep.Results {
 		for _, f := range r.Files {
 			res := map[string]map[bool]string{"write": {true: "written", false: "unchanged"}, "remove": {true: "removed", false: "absent"}}[f.Op][f.Changed]
@@ -217,7 +207,7 @@ type QMShowLive struct {
 }
 
 func printQMShow(w io.Writer, format string, explain bool, rep *deploy.QMShowReport) error {
-	out := QMShowOutput{APIVersion: "qmorch/v1", Kind: "QMShow", OK: true}
+	out := QMShowOutput{APIVersion: apiVersion, Kind: "QMShow", OK: true}
 	for _, r := range rep.Results {
 		x := QMShowResult{Node: r.Node, Root: r.Root, Source: "live"}
 		if r.Root != "" {
@@ -235,8 +225,8 @@ func printQMShow(w io.Writer, format string, explain bool, rep *deploy.QMShowRep
 		if l := r.Live; l != nil {
 			x.Live = &QMShowLive{LoadState: l.LoadState, ActiveState: l.ActiveState, SubState: l.SubState,
 				SourcePath: l.SourcePath, MemoryHigh: l.MemoryHigh, MemoryMax: l.MemoryMax, CPUWeight: l.CPUWeight,
-				OOMScoreAdjust: l.OOMScoreAdjust, CapDrop: qmNonNil(l.CapDrop), CapAdd: qmNonNil(l.CapAdd),
-				Seccomp: l.Seccomp, SeccompSet: l.SeccompSet, Volumes: qmNonNil(l.Volumes)}
+				OOMScoreAdjust: l.OOMScoreAdjust, CapDrop: nonNil(l.CapDrop), CapAdd: nonNil(l.CapAdd),
+				Seccomp: l.Seccomp, SeccompSet: l.SeccompSet, Volumes: nonNil(l.Volumes)}
 		}
 		if r.Err != nil {
 			x.Error, out.OK = r.Err.Error(), false
@@ -244,9 +234,7 @@ func printQMShow(w io.Writer, format string, explain bool, rep *deploy.QMShowRep
 		out.Results = append(out.Results, x)
 	}
 	if format == "json" {
-		enc := json.NewEncoder(w)
-		enc.SetIndent("", "  ")
-		return enc.Encode(out)
+		return writeJSON(w, out)
 	}
 	for i, r := range out.Results {
 		if i > 0 {
@@ -256,7 +244,7 @@ func printQMShow(w io.Writer, format string, explain bool, rep *deploy.QMShowRep
 			fmt.Fprintf(w, "%s: error (see below)\n", dash(r.Node))
 			continue
 		}
-		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+		tw := newTable(w, "")
 		if r.Source == "files" {
 			fmt.Fprintf(w, "effective qm.container under %s (merged as Quadlet does)\n", r.Root)
 			if explain {
@@ -321,13 +309,6 @@ func printQMShow(w io.Writer, format string, explain bool, rep *deploy.QMShowRep
 		}
 	}
 	return nil
-}
-
-func qmNonNil(s []string) []string {
-	if s == nil {
-		return []string{}
-	}
-	return s
 }
 
 func uniq(s []string) []string {

@@ -2,11 +2,9 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"strings"
-	"text/tabwriter"
 
 	"github.com/spf13/cobra"
 
@@ -16,7 +14,6 @@ import (
 // RemoveOptions holds `qmorch remove`'s flags and arguments.
 type RemoveOptions struct {
 	fleetFlags
-	RWETCFS  string
 	StateDir string
 
 	// Filled by Complete.
@@ -28,7 +25,7 @@ type RemoveOptions struct {
 
 // NewCmdRemove is `qmorch remove NODES NAME.container`.
 func NewCmdRemove(d deps) *cobra.Command {
-	o := &RemoveOptions{fleetFlags: newFleetFlags(), RWETCFS: deploy.DefaultRWETCFS, d: d}
+	o := &RemoveOptions{fleetFlags: newFleetFlags(), d: d}
 	cmd := &cobra.Command{
 		Use:   "remove (NODES | --all) NAME.container",
 		Short: "Stop a nested Quadlet unit and delete its file from the QM partition of nodes",
@@ -60,27 +57,21 @@ state at the end. -o json: see docs/json.md (kind RemoveResult).`,
 			}
 			return nil
 		},
-		RunE: func(cmd *cobra.Command, args []string) error {
-			o.Complete(args)
-			if err := o.Validate(); err != nil {
-				return err
-			}
-			return o.Run(cmd.Context())
-		},
+		RunE: runE(o),
 	}
 	o.add(cmd.Flags(), "bound for each node's whole operation")
-	f := cmd.Flags()
-	f.StringVar(&o.RWETCFS, "rwetcfs", o.RWETCFS, "QM's writable /etc on the host (qm.container's RWETCFS)")
-	f.StringVar(&o.StateDir, "state-dir", "", stateDirHelp)
+	o.addRWETCFS(cmd.Flags())
+	cmd.Flags().StringVar(&o.StateDir, "state-dir", "", stateDirHelp)
 	return cmd
 }
 
 // Complete fills nodes and the file name.
-func (o *RemoveOptions) Complete(args []string) {
+func (o *RemoveOptions) Complete(args []string) error {
 	if !o.All {
 		o.Nodes = args[:1]
 	}
 	o.File = args[len(args)-1]
+	return nil
 }
 
 // Validate checks the flags (the engine checks the file name).
@@ -88,7 +79,6 @@ func (o *RemoveOptions) Validate() error { return o.validate() }
 
 // Run removes the file, prints the results and updates the record.
 func (o *RemoveOptions) Run(ctx context.Context) error {
-	log := o.d.logger()
 	store := deploy.OpenState(o.StateDir)
 	units := map[string]string{}
 	if m, err := store.Read(); err != nil {
@@ -100,13 +90,11 @@ func (o *RemoveOptions) Run(ctx context.Context) error {
 			}
 		}
 	}
-	c, closeFn, err := o.d.connect(ctx, o.BusAddress, log)
+	dep, closeFn, err := o.deployer(ctx, o.d, false)
 	if err != nil {
-		return fmt.Errorf("connect to the BlueChi controller: %w", err)
+		return err
 	}
-	defer func() { _ = closeFn() }()
-	dep := deploy.New(c, deploy.WithTwinPrefix(o.TwinPrefix), deploy.WithRWETCFS(o.RWETCFS),
-		deploy.WithTimeout(o.Timeout), deploy.WithParallel(o.Parallel), deploy.WithLogger(log))
+	defer closeFn()
 	rep, err := dep.Remove(ctx, deploy.RemoveRequest{Nodes: o.Nodes, All: o.All, File: o.File, Units: units})
 	if rep == nil {
 		return err
@@ -120,15 +108,8 @@ func (o *RemoveOptions) Run(ctx context.Context) error {
 	if _, ferr := store.Forget(o.File, gone...); ferr != nil {
 		fmt.Fprintf(o.d.streams.ErrOut, "warning: record of deployed units: %v\n", ferr)
 	}
-	if perr := printRemove(o.d.streams.Out, o.Output, rep); perr != nil {
-		return errors.Join(err, perr)
-	}
-	for _, r := range rep.Results {
-		for _, w := range r.Warnings {
-			fmt.Fprintf(o.d.streams.ErrOut, "warning: node %s: %s\n", r.Node, w)
-		}
-	}
-	return err
+	return printReport(o.d.streams, err, printRemove(o.d.streams.Out, o.Output, rep), rep.Results,
+		func(r deploy.RemoveResult) (string, []string) { return r.Node, r.Warnings })
 }
 
 func unitOfFile(file string) string {
@@ -163,7 +144,7 @@ type RemoveJSON struct {
 }
 
 func removeOutput(rep *deploy.RemoveReport) RemoveOutput {
-	out := RemoveOutput{APIVersion: "qmorch/v1", Kind: "RemoveResult", OK: rep.Failed() == 0,
+	out := RemoveOutput{APIVersion: apiVersion, Kind: "RemoveResult", OK: rep.Failed() == 0,
 		Results: make([]RemoveJSON, 0, len(rep.Results))}
 	for _, r := range rep.Results {
 		j := RemoveJSON{Node: r.Node, QMNode: r.Twin, Unit: r.Unit, Path: r.Path, Action: string(r.Action),
@@ -181,10 +162,9 @@ func printRemove(w io.Writer, format string, rep *deploy.RemoveReport) error {
 	if format == "json" {
 		return writeJSON(w, removeOutput(rep))
 	}
-	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "NODE\tUNIT\tACTION\tSTATE\tTIME")
+	tw := newTable(w, "NODE\tUNIT\tACTION\tSTATE\tTIME")
 	for _, r := range rep.Results {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%.1fs\n", r.Node, r.Unit, r.Action, dash(r.LoadState), r.Duration.Seconds())
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", r.Node, r.Unit, r.Action, dash(r.LoadState), secs(r.Duration))
 	}
 	return tw.Flush()
 }

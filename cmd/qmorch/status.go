@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"errors"
-	"fmt"
 	"strings"
 	"time"
 
@@ -14,16 +13,12 @@ import (
 
 // StatusOptions holds `qmorch status`'s flags and arguments.
 type StatusOptions struct {
+	connFlags
 	All        bool
 	Units      bool // --units: every loaded unit
 	Host       bool
 	Watch      bool
 	WaitOnline string
-	Timeout    time.Duration
-	Parallel   int
-	TwinPrefix string
-	BusAddress string
-	Output     string
 
 	// Filled by Complete.
 	Nodes     []string // selectors
@@ -38,13 +33,7 @@ const DefaultStatusTimeout = 30 * time.Second
 
 // NewStatusOptions returns the defaults.
 func NewStatusOptions(d deps) *StatusOptions {
-	return &StatusOptions{
-		Timeout:    DefaultStatusTimeout,
-		Parallel:   deploy.DefaultParallel,
-		TwinPrefix: deploy.DefaultTwinPrefix,
-		Output:     "table",
-		d:          d,
-	}
+	return &StatusOptions{connFlags: newConnFlags(DefaultStatusTimeout, deploy.DefaultParallel), d: d}
 }
 
 // NewCmdStatus is `qmorch status [NODES [UNIT...]] [-w]`.
@@ -86,15 +75,7 @@ prints one JSON object per line.
 
   # wait up to a minute for node1 and its QM twin
   qmorch status --wait-online node1,qm.node1 --timeout 60s`,
-		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := o.Complete(args); err != nil {
-				return err
-			}
-			if err := o.Validate(); err != nil {
-				return err
-			}
-			return o.Run(cmd.Context())
-		},
+		RunE: runE(o),
 	}
 	f := cmd.Flags()
 	f.BoolVar(&o.All, "all", false, "every node that has a QM twin (then every argument is a UNIT)")
@@ -102,11 +83,7 @@ prints one JSON object per line.
 	f.BoolVar(&o.Host, "host", false, "units of the host nodes instead of their QM twins")
 	f.BoolVarP(&o.Watch, "watch", "w", false, "follow changes live until Ctrl-C")
 	f.StringVar(&o.WaitOnline, "wait-online", "", "wait until these nodes (comma list, host or QM twin names) are online")
-	f.DurationVar(&o.Timeout, "timeout", o.Timeout, "bound for the reads (and for --wait-online)")
-	f.IntVar(&o.Parallel, "parallel", o.Parallel, "D-Bus reads in flight at once")
-	f.StringVar(&o.TwinPrefix, "twin-prefix", o.TwinPrefix, "prefix naming a node's QM twin")
-	f.StringVar(&o.BusAddress, "bus-address", "", "D-Bus address of the controller's bus (default: $DBUS_SYSTEM_BUS_ADDRESS, else the system bus)")
-	f.StringVarP(&o.Output, "output", "o", o.Output, "output format: table or json")
+	o.addFlags(f, "bound for the reads (and for --wait-online)", "D-Bus reads in flight at once")
 	return cmd
 }
 
@@ -137,13 +114,10 @@ func (o *StatusOptions) Complete(args []string) error {
 
 // Validate checks flag combinations (no I/O).
 func (o *StatusOptions) Validate() error {
+	if err := o.connFlags.validate(); err != nil {
+		return err
+	}
 	switch {
-	case o.Output != "table" && o.Output != "json":
-		return usageErrorf("--output must be table or json, not %q", o.Output)
-	case o.Timeout <= 0:
-		return usageErrorf("--timeout must be positive")
-	case o.Parallel < 1:
-		return usageErrorf("--parallel must be at least 1")
 	case o.WaitOnline != "" && len(o.WaitNodes) == 0:
 		return usageErrorf("--wait-online: no node names in %q", o.WaitOnline)
 	case o.WaitOnline != "" && (o.Watch || o.Units || o.All || o.Host):
@@ -162,18 +136,11 @@ func (o *StatusOptions) request() deploy.StatusRequest {
 
 // Run reads (or follows) and prints; the returned error decides the exit code.
 func (o *StatusOptions) Run(ctx context.Context) error {
-	log := o.d.logger()
-	c, closeFn, err := o.d.connect(ctx, o.BusAddress, log)
+	dep, closeFn, err := o.deployer(ctx, o.d, false)
 	if err != nil {
-		return fmt.Errorf("connect to the BlueChi controller: %w", err)
+		return err
 	}
-	defer func() { _ = closeFn() }()
-	dep := deploy.New(c,
-		deploy.WithTwinPrefix(o.TwinPrefix),
-		deploy.WithTimeout(o.Timeout),
-		deploy.WithParallel(o.Parallel),
-		deploy.WithLogger(log),
-	)
+	defer closeFn()
 	out := o.d.streams.Out
 	switch {
 	case o.WaitOnline != "":
@@ -187,7 +154,7 @@ func (o *StatusOptions) Run(ctx context.Context) error {
 		err := dep.WatchStatus(ctx, deploy.WatchRequest{
 			StatusRequest: o.request(),
 			Reconnect: func(ctx context.Context) (deploy.Controller, func() error, error) {
-				return o.d.connect(ctx, o.BusAddress, log)
+				return o.d.connect(ctx, o.BusAddress, o.d.logger())
 			},
 		}, p.print)
 		if err == nil && p.err != nil {

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 	"strings"
-	"text/tabwriter"
 	"time"
 
 	"github.com/qmorch/qmorch/controller"
@@ -85,8 +84,6 @@ type WaitOnlineOutput struct {
 	WaitedMs   int64    `json:"waitedMs"`
 }
 
-const statusAPIVersion = "qmorch/v1"
-
 func statusTimeJSON(t time.Time) *string {
 	if t.IsZero() {
 		return nil
@@ -101,12 +98,6 @@ func nodeStateJSON(s deploy.NodeState) NodeStateJSON {
 		st = string(controller.NodeOffline)
 	}
 	return NodeStateJSON{Name: s.Name, Status: st, PeerIP: s.PeerIP, LastSeen: statusTimeJSON(s.LastSeen)}
-}
-
-func writeStatusJSON(w io.Writer, v any) error {
-	enc := json.NewEncoder(w)
-	enc.SetIndent("", "  ")
-	return enc.Encode(v)
 }
 
 // displayIP shows an IPv4-mapped IPv6 address (BlueChi's usual PeerIp) as plain IPv4.
@@ -129,7 +120,7 @@ func statusLastSeen(s deploy.NodeState) string {
 
 func printNodeStatus(w io.Writer, format string, rows []deploy.NodeStatusRow) error {
 	if format == "json" {
-		out := NodeStatusOutput{APIVersion: statusAPIVersion, Kind: "NodeStatusList", OK: true, Results: make([]NodeStatusJSON, 0, len(rows))}
+		out := NodeStatusOutput{APIVersion: apiVersion, Kind: "NodeStatusList", OK: true, Results: make([]NodeStatusJSON, 0, len(rows))}
 		for _, r := range rows {
 			row := NodeStatusJSON{Node: r.Node, Host: nodeStateJSON(r.Host)}
 			if r.QM != nil {
@@ -138,10 +129,9 @@ func printNodeStatus(w io.Writer, format string, rows []deploy.NodeStatusRow) er
 			}
 			out.Results = append(out.Results, row)
 		}
-		return writeStatusJSON(w, out)
+		return writeJSON(w, out)
 	}
-	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "NODE\tHOST\tQM\tIP\tLAST SEEN")
+	tw := newTable(w, "NODE\tHOST\tQM\tIP\tLAST SEEN")
 	for _, r := range rows {
 		qm, seen := "-", statusLastSeen(r.Host)
 		if r.QM != nil {
@@ -176,7 +166,7 @@ func statusSince(t, now time.Time) string {
 
 func printUnitStatus(w io.Writer, format string, rows []deploy.UnitStatusRow, now time.Time) error {
 	if format == "json" {
-		out := UnitStatusOutput{APIVersion: statusAPIVersion, Kind: "UnitStatusList", OK: true, Results: make([]UnitStatusJSON, 0, len(rows))}
+		out := UnitStatusOutput{APIVersion: apiVersion, Kind: "UnitStatusList", OK: true, Results: make([]UnitStatusJSON, 0, len(rows))}
 		for _, r := range rows {
 			row := UnitStatusJSON{Node: r.Node, QMNode: r.QMNode, BlueChiNode: r.On, Unit: r.Unit, LoadState: r.LoadState,
 				ActiveState: r.ActiveState, SubState: r.SubState, Since: statusTimeJSON(r.Since), Source: r.Source}
@@ -186,10 +176,9 @@ func printUnitStatus(w io.Writer, format string, rows []deploy.UnitStatusRow, no
 			}
 			out.Results = append(out.Results, row)
 		}
-		return writeStatusJSON(w, out)
+		return writeJSON(w, out)
 	}
-	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "NODE\tUNIT\tLOADED\tACTIVE\tSUB\tSINCE\tSOURCE")
+	tw := newTable(w, "NODE\tUNIT\tLOADED\tACTIVE\tSUB\tSINCE\tSOURCE")
 	for _, r := range rows {
 		node := r.On
 		if node == "" {
@@ -208,7 +197,7 @@ func printUnitStatus(w io.Writer, format string, rows []deploy.UnitStatusRow, no
 
 func printWaitOnline(w io.Writer, format string, nodes []string, waited time.Duration) error {
 	if format == "json" {
-		return writeStatusJSON(w, WaitOnlineOutput{APIVersion: statusAPIVersion, Kind: "NodesOnline", Nodes: nodes, WaitedMs: waited.Milliseconds()})
+		return writeJSON(w, WaitOnlineOutput{APIVersion: apiVersion, Kind: "NodesOnline", Nodes: nodes, WaitedMs: waited.Milliseconds()})
 	}
 	_, err := fmt.Fprintf(w, "online: %s (waited %.1fs)\n", strings.Join(nodes, ", "), waited.Seconds())
 	return err
@@ -231,7 +220,7 @@ func (p *watchPrinter) print(ev deploy.WatchEvent) {
 	}
 	if p.format == "json" {
 		b, err := json.Marshal(StatusEventOutput{
-			APIVersion: statusAPIVersion, Kind: "StatusEvent", Time: ev.Time.UTC().Format(time.RFC3339Nano),
+			APIVersion: apiVersion, Kind: "StatusEvent", Time: ev.Time.UTC().Format(time.RFC3339Nano),
 			Event: string(ev.Kind), Node: ev.Node, BlueChiNode: ev.On, Unit: ev.Unit, LoadState: ev.LoadState,
 			ActiveState: ev.ActiveState, SubState: ev.SubState, Status: string(ev.Status), Reason: ev.Reason,
 			Message: ev.Message,

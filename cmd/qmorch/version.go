@@ -1,7 +1,7 @@
 package main
 
 import (
-	"encoding/json"
+	"context"
 	"fmt"
 	"runtime"
 
@@ -39,33 +39,24 @@ tarball), the commit it was built from, and the Go toolchain and platform of the
 		Example: `  qmorch version
   qmorch version -o json`,
 		Args: cobra.NoArgs,
-		RunE: func(_ *cobra.Command, _ []string) error {
-			if err := o.Validate(); err != nil {
-				return err
-			}
-			return o.Run()
-		},
+		RunE: runE(o),
 	}
-	cmd.Flags().StringVarP(&o.Output, "output", "o", o.Output, "output format: table or json")
+	cmd.Flags().StringVarP(&o.Output, "output", "o", o.Output, outputHelp)
 	return cmd
 }
 
+// Complete has nothing to do: version takes no arguments.
+func (o *VersionOptions) Complete([]string) error { return nil }
+
 // Validate checks the flags.
-func (o *VersionOptions) Validate() error {
-	if o.Output != "table" && o.Output != "json" {
-		return usageErrorf("--output must be table or json, not %q", o.Output)
-	}
-	return nil
-}
+func (o *VersionOptions) Validate() error { return validateOutput(o.Output) }
 
 // Run prints the version information.
-func (o *VersionOptions) Run() error {
+func (o *VersionOptions) Run(context.Context) error {
 	v := versionInfo()
 	w := o.d.streams.Out
 	if o.Output == "json" {
-		enc := json.NewEncoder(w)
-		enc.SetIndent("", "  ")
-		return enc.Encode(v)
+		return writeJSON(w, v)
 	}
 	_, err := fmt.Fprintf(w, "qmorch %s\ncommit:   %s\ngo:       %s\nplatform: %s\n",
 		v.Version, v.Commit, v.GoVersion, v.Platform)
@@ -74,7 +65,7 @@ func (o *VersionOptions) Run() error {
 
 func versionInfo() VersionOutput {
 	return VersionOutput{
-		APIVersion: "qmorch/v1",
+		APIVersion: apiVersion,
 		Kind:       "Version",
 		Version:    version,
 		Commit:     commit,
