@@ -113,18 +113,14 @@ func statusText(status int32, ok bool) string {
 }
 
 // waitTransient waits until the oneshot unit is active (exited, RemainAfterExit) or failed.
-// The watch was subscribed before the unit was started; one property read right after the
-// start covers a transition that happened before the subscription took effect.
+// The watch was subscribed before the unit was started, and the unit did not exist before
+// (random name): the controller passes the subscription to the agent before the start
+// (both go over the controller's one connection to the agent, in order), so every state
+// change of the unit arrives as an event and no initial property read is needed. Lost
+// events (overflow) are covered by a read.
 func (r *run) waitTransient(ctx context.Context, t *target, unit string, w *unitWatch, off *nodeWatch) (string, error) {
 	terminal := func(active string) bool { return active == "active" || active == "failed" }
-	props, err := t.hostNode.GetUnitProperties(ctx, unit, unitIface)
-	if err != nil && !errors.Is(err, controller.ErrNoSuchUnit) {
-		return "", fmt.Errorf("read state of %s: %w", unit, err)
-	}
-	last, _ := props["ActiveState"].Value().(string)
-	if terminal(last) {
-		return last, nil
-	}
+	last := ""
 	for {
 		select {
 		case <-w.notify:
@@ -163,24 +159,39 @@ const subAgentOffline = "agent-offline"
 
 const cleanupTimeout = 10 * time.Second
 
-// cleanupTransient stops the delivery unit and resets it if it failed, so systemd collects
-// it. It runs in the background, detached from ctx's cancellation (Ctrl-C still cleans up).
-func (r *run) cleanupTransient(ctx context.Context, t *target, unit string) <-chan string {
+// cleanupTransient collects the delivery unit in the background, detached from ctx's
+// cancellation (Ctrl-C still cleans up): it ends w's subscription, then stops the unit when
+// it may still be loaded as active (RemainAfterExit) and resets it when it may have failed,
+// so systemd collects it. state is how the unit ended ("active", "failed", or "" when
+// unknown: then both).
+func (r *run) cleanupTransient(ctx context.Context, t *target, unit string, w *unitWatch, state string) <-chan string {
 	out := make(chan string, 1)
 	go func() {
+		if t.cleanupGate != nil {
+			select {
+			case <-t.cleanupGate:
+			case <-r.allStarted: // never ready when nil (outside Deploy)
+			}
+		}
 		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cleanupTimeout)
 		defer cancel()
+		w.close(cctx)
 		var warn []string
-		job, err := t.hostNode.StopUnit(cctx, unit, controller.JobReplace)
-		if err == nil {
-			_, err = job.Wait(cctx)
+		if state != "failed" {
+			job, err := t.hostNode.StopUnit(cctx, unit, controller.JobReplace)
+			if err == nil {
+				_, err = job.Wait(cctx)
+			}
+			if err != nil && !errors.Is(err, controller.ErrNoSuchUnit) {
+				warn = append(warn, fmt.Sprintf("stop %s on %s: %v", unit, t.host, err))
+			}
 		}
-		if err != nil && !errors.Is(err, controller.ErrNoSuchUnit) {
-			warn = append(warn, fmt.Sprintf("stop %s on %s: %v", unit, t.host, err))
-		}
-		err = t.hostNode.ResetFailedUnit(cctx, unit)
-		if err != nil && !errors.Is(err, controller.ErrNoSuchUnit) && !errors.Is(err, controller.ErrNodeOffline) {
-			warn = append(warn, fmt.Sprintf("reset-failed %s on %s: %v", unit, t.host, err))
+		// A stopped "active (exited)" oneshot ends inactive, not failed: nothing to reset.
+		if state != "active" {
+			err := t.hostNode.ResetFailedUnit(cctx, unit)
+			if err != nil && !errors.Is(err, controller.ErrNoSuchUnit) && !errors.Is(err, controller.ErrNodeOffline) {
+				warn = append(warn, fmt.Sprintf("reset-failed %s on %s: %v", unit, t.host, err))
+			}
 		}
 		out <- strings.Join(warn, "; ")
 	}()
@@ -192,6 +203,13 @@ func closeWatch(ctx context.Context, w *unitWatch) {
 	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cleanupTimeout)
 	defer cancel()
 	w.close(cctx)
+}
+
+// releaseWatch releases w (see unitWatch.release), also after ctx was cancelled.
+func releaseWatch(ctx context.Context, w *unitWatch) {
+	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cleanupTimeout)
+	defer cancel()
+	w.release(cctx)
 }
 
 // ctxErr names a deadline as controller.ErrTimeout (which the CLI reports as a timeout).

@@ -24,6 +24,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/go-multierror"
@@ -175,7 +176,30 @@ func (r *Report) Failed() int {
 type target struct {
 	host, twin         string
 	hostNode, twinNode Node
-	err                error // preflight failure (offline, twin missing)
+	hostInfo, twinInfo controller.NodeInfo // from ListNodes (Path "" when not resolved there)
+	err                error               // preflight failure (offline, twin missing)
+	// cleanupGate, when set, holds the background collection of transient units on the host
+	// until it is closed (the node's operation ended) or the run's allStarted is (so that
+	// collection does not compete with any node's way to its job).
+	cleanupGate chan struct{}
+	started     func() // once: this node is past its critical path (job started, or ended)
+}
+
+// nodeMaker is a Controller that can make a Node from a ListNodes entry: the entry carries
+// the node's object path, so GetNode's round trip is not needed.
+type nodeMaker interface {
+	nodeFor(info controller.NodeInfo) Node
+}
+
+func (a clientAdapter) nodeFor(info controller.NodeInfo) Node { return nodeAdapter{a.c.NodeFor(info)} }
+
+// node returns the Node called name: from its ListNodes entry when the controller can, else
+// through GetNode.
+func (d *Deployer) node(ctx context.Context, name string, info controller.NodeInfo) (Node, error) {
+	if m, ok := d.c.(nodeMaker); ok && info.Name == name && info.Path != "" {
+		return m.nodeFor(info), nil
+	}
+	return d.c.GetNode(ctx, name)
 }
 
 type run struct {
@@ -183,6 +207,18 @@ type run struct {
 	req  Request
 	unit string // the unit Quadlet generates from req.File
 	hub  *hub
+
+	// pending counts the nodes not yet past their critical path (see target.started);
+	// allStarted is closed when it reaches zero. nil outside Deploy.
+	pending    atomic.Int64
+	allStarted chan struct{}
+}
+
+// nodeStarted counts one node as past its critical path.
+func (r *run) nodeStarted() {
+	if r.pending.Add(-1) == 0 {
+		close(r.allStarted)
+	}
 }
 
 // Deploy validates req, then runs it on every node. A request error (ErrInvalid,
@@ -214,11 +250,19 @@ func (d *Deployer) Deploy(ctx context.Context, req Request) (*Report, error) {
 		return d.plan(req, unit, targets), nil
 	}
 	r := &run{d: d, req: req, unit: unit, hub: newHub(ctx, d.c)}
+	// The hub lives for this call only: its monitor's Close at the end drops every
+	// subscription on the controller, so watches need no Unsubscribe round trip each.
+	r.hub.keepSubs = true
 	defer func() {
 		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cleanupTimeout)
 		defer cancel()
 		r.hub.close(cctx)
 	}()
+	r.allStarted = make(chan struct{})
+	r.pending.Store(int64(len(targets)))
+	for _, t := range targets {
+		t.started = sync.OnceFunc(r.nodeStarted)
+	}
 	rep := &Report{Results: make([]Result, len(targets))}
 	sem := make(chan struct{}, max(d.opts.parallel, 1))
 	var wg sync.WaitGroup
@@ -226,6 +270,7 @@ func (d *Deployer) Deploy(ctx context.Context, req Request) (*Report, error) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
+			defer t.started()
 			select {
 			case sem <- struct{}{}:
 				defer func() { <-sem }()
@@ -337,8 +382,8 @@ func (d *Deployer) resolve(ctx context.Context, req Request) ([]*target, error) 
 			unknown = append(unknown, fmt.Sprintf("%q", name))
 			continue
 		}
-		t := &target{host: name, twin: prefix + name}
-		twin, hasTwin := byName[t.twin]
+		twin, hasTwin := byName[prefix+name]
+		t := &target{host: name, twin: prefix + name, hostInfo: host, twinInfo: twin}
 		switch {
 		case strings.HasPrefix(name, prefix) && byName[strings.TrimPrefix(name, prefix)].Name != "" && !hasTwin:
 			t.err = fmt.Errorf("node %s: is a QM twin; name its host node %s", name, strings.TrimPrefix(name, prefix))
@@ -410,12 +455,20 @@ func (r *run) nodeSteps(ctx context.Context, t *target) (Action, string, []strin
 		return "", "", nil, t.err
 	}
 	var err error
-	if t.hostNode, err = r.d.c.GetNode(ctx, t.host); err != nil {
+	if t.hostNode, err = r.d.node(ctx, t.host, t.hostInfo); err != nil {
 		return "", "", nil, fmt.Errorf("node %s: %w", t.host, err)
 	}
-	if t.twinNode, err = r.d.c.GetNode(ctx, t.twin); err != nil {
+	if t.twinNode, err = r.d.node(ctx, t.twin, t.twinInfo); err != nil {
 		return "", "", nil, fmt.Errorf("node %s: QM twin %s: %w", t.host, t.twin, err)
 	}
+	// Collect the delivery unit once every node's job is under way (or this node is done):
+	// collection then overlaps with the jobs instead of delaying other nodes' way to theirs.
+	if t.started == nil {
+		t.started = func() {}
+	}
+	t.cleanupGate = make(chan struct{})
+	openGate := sync.OnceFunc(func() { t.started(); close(t.cleanupGate) })
+	defer openGate()
 	changed, cleanup, err := r.deliver(ctx, t)
 	var warns []string
 	collect := func() {
@@ -426,10 +479,12 @@ func (r *run) nodeSteps(ctx context.Context, t *target) (Action, string, []strin
 		}
 	}
 	if err != nil {
+		openGate()
 		collect()
 		return "", "", warns, fmt.Errorf("node %s: deliver %s: %w", t.host, r.req.File, err)
 	}
-	action, state, err := r.activate(ctx, t, changed)
+	action, state, err := r.activate(ctx, t, changed, t.started)
+	openGate()
 	collect()
 	if err != nil {
 		return "", state, warns, fmt.Errorf("node %s: %w", t.host, err)

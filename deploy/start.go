@@ -42,7 +42,7 @@ func readState(ctx context.Context, n Node, unit string) (unitState, error) {
 // activate makes the unit run the delivered file on the twin: daemon-reload, then start (or
 // restart when the content changed under a running unit), wait for the job and the settle
 // window. It returns the action and the unit's final ActiveState.
-func (r *run) activate(ctx context.Context, t *target, changed bool) (Action, string, error) {
+func (r *run) activate(ctx context.Context, t *target, changed bool, jobStarted func()) (Action, string, error) {
 	unit := r.unit
 	if !changed {
 		st, err := readState(ctx, t.twinNode, unit)
@@ -73,7 +73,7 @@ func (r *run) activate(ctx context.Context, t *target, changed bool) (Action, st
 	if err != nil {
 		return "", st.Active, fmt.Errorf("monitor %s on %s: %w", unit, t.twin, err)
 	}
-	defer closeWatch(ctx, w)
+	defer releaseWatch(ctx, w)
 	off := r.hub.watchNode(t.twin)
 	defer off.close()
 
@@ -85,6 +85,7 @@ func (r *run) activate(ctx context.Context, t *target, changed bool) (Action, st
 	if err != nil {
 		return "", st.Active, fmt.Errorf("%s %s on %s: %w", verb, unit, t.twin, err)
 	}
+	jobStarted()
 	result, err := job.Wait(ctx)
 	if err != nil {
 		if ctx.Err() != nil {
@@ -111,10 +112,21 @@ func (r *run) activate(ctx context.Context, t *target, changed bool) (Action, st
 // they say the node went offline.
 func (r *run) settle(ctx context.Context, t *target, unit string, w *unitWatch, off *nodeWatch) (string, error) {
 	seenActive, afterDone := false, false
+	// known: the real events since the subscription are complete (no overflow, monitor not
+	// ended) and the last one said active: the unit's state is that, without a read.
+	known := true
+	lastActive := false
 	check := func() error {
 		for _, ev := range w.take() {
+			if ev.Kind == controller.EventOverflow {
+				known = false
+				continue
+			}
 			if ev.Kind != controller.EventUnitStateChanged {
 				continue
+			}
+			if ev.Reason != "virtual" {
+				lastActive = ev.ActiveState == "active"
 			}
 			if ev.SubState == subAgentOffline {
 				return fmt.Errorf("QM twin %s went offline: %w", t.twin, controller.ErrNodeOffline)
@@ -152,12 +164,26 @@ func (r *run) settle(ctx context.Context, t *target, unit string, w *unitWatch, 
 					t.twin, r.d.opts.settle, controller.ErrNodeOffline)
 			case <-ended:
 				ended = nil // no more events: the final read decides
+				known = false
 			case <-ctx.Done():
 				return "", fmt.Errorf("settle window: %w", ctxErr(ctx))
 			case <-timer:
 				break wait
 			}
 		}
+	}
+	select {
+	case <-w.ended:
+		known = false
+	default:
+	}
+	if err := check(); err != nil { // events that came with the end of the window
+		return "failed", err
+	}
+	if known && lastActive {
+		// The monitor reported the unit active after the start and nothing since: that is
+		// what a read would return (the subscription predates the start call).
+		return "active", nil
 	}
 	st, err := readState(ctx, t.twinNode, unit)
 	if err != nil {
@@ -210,7 +236,7 @@ func (d *Deployer) plan(req Request, unit string, targets []*target) *Report {
 			{Node: t.host, Op: "Node.StartTransientUnit", Target: transient,
 				Detail: fmt.Sprintf("oneshot /bin/sh script: write %s (%s, mode 0644; credential \"payload\") via %s/.%s.qmorch-<random>, exit 10 if unchanged",
 					u.Dest, describeBytes(len(req.Content)), u.Dir, req.File)},
-			{Node: t.host, Op: "Node.StopUnit+ResetFailedUnit", Target: transient, Detail: "collect the delivery unit"},
+			{Node: t.host, Op: "Node.StopUnit+ResetFailedUnit", Target: transient, Detail: "collect the delivery unit (stop when it ended active, reset-failed when it failed), in the background"},
 			{Node: t.twin, Op: "Node.Reload", Detail: "daemon-reload (skipped when unchanged and " + unit + " is active)"},
 		}
 		if !req.NoStart {

@@ -78,15 +78,20 @@ func (r *run) runOneshotNamed(ctx context.Context, t *target, o oneshot) (status
 	if err != nil {
 		return 0, unit, nil, fmt.Errorf("monitor %s: %w", unit, err)
 	}
-	defer closeWatch(ctx, w)
 	off := r.hub.watchNode(t.host)
 	defer off.close()
 
-	mayExist := false
+	// On the way out the listener goes at once; the subscription ends in the background
+	// cleanup (before the unit is stopped, so its stop events are not sent), or here when
+	// there is nothing to clean up.
+	mayExist, state := false, ""
 	defer func() {
+		w.h.drop(w)
 		if mayExist {
-			cleanup = r.cleanupTransient(ctx, t, unit)
+			cleanup = r.cleanupTransient(ctx, t, unit, w, state)
+			return
 		}
+		closeWatch(ctx, w)
 	}()
 	log.Debug("StartTransientUnit", "argv", o.Argv, "credentials", len(o.Credentials))
 	if _, err := t.hostNode.StartTransientUnit(ctx, unit, controller.JobReplace, o.props(r.d.opts.timeout), nil); err != nil {
@@ -95,7 +100,7 @@ func (r *run) runOneshotNamed(ctx context.Context, t *target, o oneshot) (status
 	}
 	mayExist = true
 
-	state, err := r.waitTransient(ctx, t, unit, w, off)
+	state, err = r.waitTransient(ctx, t, unit, w, off)
 	if err != nil {
 		return 0, unit, nil, err
 	}

@@ -24,6 +24,10 @@ type hub struct {
 	stopNode func()
 	closed   bool
 	wg       sync.WaitGroup
+
+	// keepSubs: release leaves subscriptions to the monitor's Close (set when the hub lives
+	// for one short operation, so the controller drops them soon anyway).
+	keepSubs bool
 }
 
 type unitKey struct{ node, unit string }
@@ -108,6 +112,16 @@ func (w *unitWatch) close(ctx context.Context) {
 	if mon != nil && w.id != 0 {
 		_ = mon.Unsubscribe(ctx, w.id)
 	}
+}
+
+// release drops the listener; the subscription ends with it unless the hub keeps
+// subscriptions until its monitor closes (keepSubs).
+func (w *unitWatch) release(ctx context.Context) {
+	if w.h.keepSubs {
+		w.h.drop(w)
+		return
+	}
+	w.close(ctx)
 }
 
 func (h *hub) drop(w *unitWatch) {

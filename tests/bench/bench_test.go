@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"runtime/pprof"
 	"strings"
 	"syscall"
 	"testing"
@@ -40,10 +41,30 @@ func sizes() []int {
 	return []int{1, 8, 32, 128}
 }
 
+// nodeModel is how long the in-memory nodes take for what real nodes take time for.
+type nodeModel struct {
+	name      string
+	job       time.Duration // every job on a twin (start of the nested unit)
+	call      time.Duration // every call to a node (agent round trip)
+	reload    time.Duration // daemon-reload on a twin, on top of call
+	transient time.Duration // run time of the delivery unit on a host (0: 1 ms)
+}
+
+// testbedModel models the real-systemd testbed (docs/testbed.md, README timings): a D-Bus
+// call to a node 6-12 ms end to end (~5 ms of it the node), daemon-reload on a QM node
+// ~150 ms, a nested container start 100-260 ms, the delivery oneshot ~30 ms.
+var testbedModel = nodeModel{name: "testbed-model", job: 150 * time.Millisecond, call: 5 * time.Millisecond,
+	reload: 150 * time.Millisecond, transient: 30 * time.Millisecond}
+
 // fleet starts the test controller with n host nodes (h000...) and their QM twins
 // (qm.h000...), each twin with benchUnit plus units filler units; jobDelay is the time every
 // job on a twin takes.
-func fleet(b *testing.B, n, units int, jobDelay time.Duration) (*testcontroller.Harness, []string) {
+func fleet(b testing.TB, n, units int, jobDelay time.Duration) (*testcontroller.Harness, []string) {
+	return fleetModel(b, n, units, nodeModel{job: jobDelay})
+}
+
+// fleetModel is fleet with the node timings of m.
+func fleetModel(b testing.TB, n, units int, m nodeModel) (*testcontroller.Harness, []string) {
 	b.Helper()
 	if !testcontroller.IsRoot() {
 		b.Skip("the test controller's bus admits only root")
@@ -55,10 +76,20 @@ func fleet(b *testing.B, n, units int, jobDelay time.Duration) (*testcontroller.
 		hosts = append(hosts, host)
 		twinUnits := append(testcontroller.FillerUnits("u", units), testcontroller.UnitSpec{Name: benchUnit, Description: "bench"})
 		twin := testcontroller.NewMemoryNode("qm."+host, twinUnits...)
-		twin.SetJobDelay(jobDelay)
-		nodes = append(nodes, testcontroller.NewMemoryNode(host, testcontroller.UnitSpec{Name: "bluechi-agent.service", ActiveState: "active"}), twin)
+		twin.SetJobDelay(m.job)
+		twin.SetCallDelay(m.call)
+		twin.SetReloadDelay(m.reload)
+		hostNode := testcontroller.NewMemoryNode(host, testcontroller.UnitSpec{Name: "bluechi-agent.service", ActiveState: "active"})
+		hostNode.SetCallDelay(m.call)
+		hostNode.SetTransientDelay(m.transient)
+		nodes = append(nodes, hostNode, twin)
 	}
-	h := testcontroller.Start(b, testcontroller.WithMemoryNodes(), testcontroller.WithNodes(nodes...))
+	// pprof label: CPU profiles of the bench tell the double's goroutines (and the godbus
+	// reader of its connection, which inherits the label) from qmorch's.
+	var h *testcontroller.Harness
+	pprof.Do(context.Background(), pprof.Labels("side", "double"), func(context.Context) {
+		h = testcontroller.Start(b, testcontroller.WithMemoryNodes(), testcontroller.WithNodes(nodes...))
+	})
 	// Memory nodes register asynchronously: wait (on the Status signals) until all are online.
 	var names []string
 	for _, n := range nodes {
@@ -70,11 +101,15 @@ func fleet(b *testing.B, n, units int, jobDelay time.Duration) (*testcontroller.
 	return h, hosts
 }
 
-func client(b *testing.B, h *testcontroller.Harness) *controller.Client {
+func client(b testing.TB, h *testcontroller.Harness) *controller.Client {
 	b.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	c, err := controller.New(ctx, controller.WithAddress(h.Address))
+	var c *controller.Client
+	var err error
+	pprof.Do(ctx, pprof.Labels("side", "qmorch"), func(ctx context.Context) {
+		c, err = controller.New(ctx, controller.WithAddress(h.Address))
+	})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -98,14 +133,22 @@ func deployOnce(ctx context.Context, d *deploy.Deployer, nodes []string) error {
 // waited for). The delay is the time each job takes on a twin (0: the memory backend finishes at
 // once, so the numbers are qmorch + D-Bus overhead; 100ms: about a nested container start on
 // the testbed).
+//
+// The testbed-model rows (qmorch mode only: the sequential loop would take ~n x 0.4 s) give the
+// memory nodes the latencies of testbedModel.
 func BenchmarkDeploy(b *testing.B) {
-	for _, delay := range []time.Duration{0, 100 * time.Millisecond} {
+	models := []nodeModel{{name: "job0ms"}, {name: "job100ms", job: 100 * time.Millisecond}, testbedModel}
+	for _, m := range models {
 		for _, mode := range []string{"qmorch", "sequential"} {
+			if m.name == testbedModel.name && mode == "sequential" {
+				continue
+			}
 			for _, n := range sizes() {
-				b.Run(fmt.Sprintf("job%dms/%s/N%d", delay.Milliseconds(), mode, n), func(b *testing.B) {
-					h, hosts := fleet(b, n, 0, delay)
+				b.Run(fmt.Sprintf("%s/%s/N%d", m.name, mode, n), func(b *testing.B) {
+					h, hosts := fleetModel(b, n, 0, m)
 					d := deploy.New(deploy.FromClient(client(b, h)), deploy.WithSettle(0), deploy.WithTimeout(5*time.Minute))
-					ctx := context.Background()
+					ctx := pprof.WithLabels(context.Background(), pprof.Labels("side", "qmorch"))
+					pprof.SetGoroutineLabels(ctx)
 					b.ResetTimer()
 					for range b.N {
 						if mode == "qmorch" {

@@ -34,15 +34,16 @@ function ms(ns) { return sprintf("%.1f ms", ns / 1e6) }
 END {
   print "Deploy of one unit to N nodes (wall time per deploy; ratio = T(N)/T(1)):"
   print ""
-  print "| N | qmorch, instant jobs | ratio | sequential loop, instant jobs | qmorch, 100 ms jobs | ratio | sequential loop, 100 ms jobs |"
-  print "|---:|---:|---:|---:|---:|---:|---:|"
+  print "| N | qmorch, instant jobs | ratio | sequential loop, instant jobs | qmorch, 100 ms jobs | ratio | sequential loop, 100 ms jobs | qmorch, testbed model | ratio |"
+  print "|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
   split("1 8 32 128", ns_list, " ")
   for (k = 1; k <= 4; k++) {
     n = ns_list[k]; if (!(n in ns_seen)) continue
     a = t["job0ms", "qmorch", n]; s = t["job0ms", "sequential", n]
     b = t["job100ms", "qmorch", n]; sb = t["job100ms", "sequential", n]
-    a1 = t["job0ms", "qmorch", 1]; b1 = t["job100ms", "qmorch", 1]
-    printf "| %s | %s | %.2f | %s | %s | %.2f | %s |\n", n, ms(a), a / a1, ms(s), ms(b), b / b1, ms(sb)
+    m = t["testbed-model", "qmorch", n]
+    a1 = t["job0ms", "qmorch", 1]; b1 = t["job100ms", "qmorch", 1]; m1 = t["testbed-model", "qmorch", 1]
+    printf "| %s | %s | %.2f | %s | %s | %.2f | %s | %s | %.2f |\n", n, ms(a), a / a1, ms(s), ms(b), b / b1, ms(sb), ms(m), m / m1
   }
   print ""
   print "| measurement | result | target |"

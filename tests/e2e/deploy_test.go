@@ -114,6 +114,11 @@ func TestDeployNestedToNode1(t *testing.T) {
 
 // Acceptance 2: two nodes in parallel, then the same deploy again is `unchanged` (no restart).
 func TestDeployTwoNodesThenUnchanged(t *testing.T) {
+	// Start from nothing on both nodes, so the first deploy must really deploy.
+	for _, n := range []string{"node1", "node2"} {
+		resetNested(t, n, "nested.container")
+		t.Cleanup(func() { resetNested(t, n, "nested.container") })
+	}
 	src := example(t, "nested.container")
 	stdout, _, exit := runQmorch(t, "deploy", "node1,node2", src, "-o", "json")
 	require.Equal(t, 0, exit)
@@ -121,7 +126,7 @@ func TestDeployTwoNodesThenUnchanged(t *testing.T) {
 	require.True(t, out.OK)
 	require.Len(t, out.Results, 2)
 	for _, r := range out.Results {
-		require.Contains(t, []string{"deployed", "unchanged"}, r.Action, r.Node)
+		require.Equal(t, "deployed", r.Action, r.Node)
 		require.Equal(t, "active", r.ActiveState, r.Node)
 	}
 

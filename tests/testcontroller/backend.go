@@ -8,6 +8,7 @@ import (
 
 // Backend is one node's systemd as seen through a BlueChi agent. The controller calls its methods
 // from goroutines of its own (never from the event loop), so they may block; they must honour ctx.
+// (Exception: the in-memory backend's calls that it reports as instant run on the loop.)
 type Backend interface {
 	// Run keeps the node connected until ctx ends. Each time the node comes online it calls
 	// link.Connect and reports through the returned Session until it calls Session.Close (the

@@ -1,11 +1,13 @@
 package testcontroller
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"sort"
 	"strings"
 	"sync"
@@ -48,6 +50,15 @@ type Controller struct {
 	done   chan struct{} // closed when the loop ends
 	closed bool
 
+	// writer: the loop hands finished messages to one goroutine that encodes and writes them
+	// in order (encoding is most of the cost of a message in Go; real BlueChi's sd-bus does it
+	// on its loop at C speed).
+	omu     sync.Mutex
+	out     []outItem
+	owake   chan struct{}
+	wdone   chan struct{} // closed when the writer ends
+	wclosed bool
+
 	// --- everything below is owned by the loop goroutine ---
 	nodes      []*node
 	nodeByName map[string]*node
@@ -66,6 +77,11 @@ type Controller struct {
 
 	metrics  bool
 	logLevel string
+
+	// traffic counters (loop-owned; read with Traffic): method calls received by
+	// "Interface.Member" and signals sent by member.
+	callCount   map[string]int
+	signalCount map[string]int
 
 	stopped bool
 }
@@ -129,6 +145,8 @@ func New(ctx context.Context, opts Options) (*Controller, error) {
 		callTimeout: opts.CallTimeout,
 		wake:        make(chan struct{}, 1),
 		done:        make(chan struct{}),
+		owake:       make(chan struct{}, 1),
+		wdone:       make(chan struct{}),
 		nodeByName:  map[string]*node{},
 		nodeByPath:  map[dbus.ObjectPath]*node{},
 		jobs:        map[uint32]*job{},
@@ -136,6 +154,8 @@ func New(ctx context.Context, opts Options) (*Controller, error) {
 		nextSubID:   1, // BlueChi: static next_id = 1; id = ++next_id, so the first is 2
 		monitors:    map[dbus.ObjectPath]*monitor{},
 		logLevel:    "INFO",
+		callCount:   map[string]int{},
+		signalCount: map[string]int{},
 	}
 	if c.callTimeout <= 0 {
 		c.callTimeout = 30 * time.Second
@@ -160,7 +180,7 @@ func New(ctx context.Context, opts Options) (*Controller, error) {
 	}
 
 	// No dbus.WithContext: godbus closes the connection when that context ends.
-	conn, err := dbus.Dial(opts.Address,
+	conn, err := dialBuffered(opts.Address,
 		dbus.WithHandler(sinkHandler{}),
 		dbus.WithIncomingInterceptor(c.intercept))
 	if err != nil {
@@ -194,6 +214,7 @@ func New(ctx context.Context, opts Options) (*Controller, error) {
 
 	c.ctx, c.cancel = context.WithCancel(context.Background())
 	go c.loop()
+	go c.writer()
 	for _, n := range c.nodes {
 		n := n
 		c.wg.Add(1)
@@ -204,6 +225,29 @@ func New(ctx context.Context, opts Options) (*Controller, error) {
 	}
 	return c, nil
 }
+
+// dialBuffered is dbus.Dial, but for a plain "unix:path=" address it reads the socket through
+// a buffer: godbus's unix transport makes about three recvmsg calls per message, which is a
+// good part of the double's cost under load (no unix fds are passed in BlueChi's API).
+func dialBuffered(addr string, opts ...dbus.ConnOption) (*dbus.Conn, error) {
+	path, ok := strings.CutPrefix(addr, "unix:path=")
+	if !ok || strings.ContainsAny(path, ",;") {
+		return dbus.Dial(addr, opts...)
+	}
+	uc, err := net.DialUnix("unix", nil, &net.UnixAddr{Name: path, Net: "unix"})
+	if err != nil {
+		return nil, err
+	}
+	return dbus.NewConn(bufferedConn{Reader: bufio.NewReaderSize(uc, 64<<10), UnixConn: uc}, opts...)
+}
+
+// bufferedConn reads through its buffer and writes straight to the socket.
+type bufferedConn struct {
+	*bufio.Reader
+	*net.UnixConn
+}
+
+func (b bufferedConn) Read(p []byte) (int, error) { return b.Reader.Read(p) }
 
 // Conn is the controller's own bus connection.
 func (c *Controller) Conn() *dbus.Conn { return c.conn }
@@ -235,16 +279,98 @@ func (c *Controller) Close() error {
 	default:
 	}
 	<-c.done
+	c.omu.Lock()
+	c.wclosed = true
+	c.omu.Unlock()
+	select {
+	case c.owake <- struct{}{}:
+	default:
+	}
+	<-c.wdone
 	return c.conn.Close()
 }
 
-// Do runs f in the controller's event loop and waits for it (for tests that need a consistent view).
+// Do runs f in the controller's event loop and waits for it and for every message sent so far
+// to be written (for tests that need a consistent view).
 func (c *Controller) Do(f func()) {
 	ran := make(chan struct{})
-	if !c.post(func() { f(); close(ran) }) {
+	if !c.post(func() { f(); c.enqueue(outItem{flushed: ran}) }) {
 		return
 	}
 	<-ran
+}
+
+// outItem is a message for the writer, or (flushed set) a mark it closes when it gets there.
+type outItem struct {
+	msg     *dbus.Message
+	flushed chan struct{}
+}
+
+// enqueue hands it to the writer; once the writer has ended, it is done here.
+func (c *Controller) enqueue(it outItem) {
+	c.omu.Lock()
+	if c.wclosed {
+		c.omu.Unlock()
+		if it.msg != nil {
+			c.write(it.msg)
+		}
+		if it.flushed != nil {
+			close(it.flushed)
+		}
+		return
+	}
+	c.out = append(c.out, it)
+	c.omu.Unlock()
+	select {
+	case c.owake <- struct{}{}:
+	default:
+	}
+}
+
+func (c *Controller) writer() {
+	defer close(c.wdone)
+	for {
+		<-c.owake
+		for {
+			c.omu.Lock()
+			q := c.out
+			c.out = nil
+			closed := c.wclosed
+			c.omu.Unlock()
+			if len(q) == 0 {
+				if closed {
+					return
+				}
+				break
+			}
+			for _, it := range q {
+				if it.msg != nil {
+					c.write(it.msg)
+				}
+				if it.flushed != nil {
+					close(it.flushed)
+				}
+			}
+		}
+	}
+}
+
+// Traffic returns copies of the counters of method calls received ("Interface.Member") and of
+// signals sent (by member) since the start or the last reset; reset zeroes them.
+func (c *Controller) Traffic(reset bool) (calls, signals map[string]int) {
+	calls, signals = map[string]int{}, map[string]int{}
+	c.Do(func() {
+		for k, v := range c.callCount {
+			calls[k] = v
+		}
+		for k, v := range c.signalCount {
+			signals[k] = v
+		}
+		if reset {
+			c.callCount, c.signalCount = map[string]int{}, map[string]int{}
+		}
+	})
+	return calls, signals
 }
 
 // post queues f for the loop; false when the controller is closed.
@@ -382,7 +508,10 @@ func (r *request) signature() string {
 	return s.String()
 }
 
-func (c *Controller) send(msg *dbus.Message) {
+// send queues msg for the writer (messages go out in the order send is called).
+func (c *Controller) send(msg *dbus.Message) { c.enqueue(outItem{msg: msg}) }
+
+func (c *Controller) write(msg *dbus.Message) {
 	if err := c.conn.Send(msg, nil).Err; err != nil {
 		c.log.Debug("send failed", "err", err)
 	}
@@ -451,6 +580,7 @@ func (c *Controller) emit(path dbus.ObjectPath, iface, member string, body ...an
 
 // emitTo sends a signal; with dest set it is unicast (BlueChi's sd_bus_send_to), else broadcast.
 func (c *Controller) emitTo(dest string, path dbus.ObjectPath, iface, member string, body ...any) {
+	c.signalCount[member]++
 	for i := range body {
 		body[i] = normalize(body[i])
 	}
@@ -474,6 +604,7 @@ func (c *Controller) emitPropertiesChanged(path dbus.ObjectPath, iface string, c
 
 // handle dispatches one method call (loop goroutine).
 func (c *Controller) handle(r *request) {
+	c.callCount[r.iface+"."+r.member]++
 	if c.stopped {
 		c.sendError(r, ErrFailed, "Controller is shutting down")
 		return
@@ -786,11 +917,7 @@ func (c *Controller) nodeMethod(r *request, n *node) {
 			return
 		}
 	}
-	c.wg.Add(1)
-	go func() {
-		defer c.wg.Done()
-		ctx, cancel := context.WithTimeout(c.ctx, c.callTimeout)
-		defer cancel()
+	c.backendCall(n, r.member, func(ctx context.Context) {
 		body, err := n.backend.Call(ctx, r.member, args)
 		c.post(func() {
 			if err != nil {
@@ -809,6 +936,30 @@ func (c *Controller) nodeMethod(r *request, n *node) {
 			}
 			c.reply(r, body...)
 		})
+	})
+}
+
+// quickBackend is a backend whose calls may return at once (the in-memory one without
+// configured delays).
+type quickBackend interface {
+	quickCall(method string) bool
+}
+
+// backendCall runs f (a backend call that posts its outcome) on a goroutine of its own, as the
+// agent answers asynchronously; a call a quick backend answers at once runs right here on the
+// loop instead, which saves a goroutine per call and keeps the order: whatever the backend
+// reports during the call is posted before the outcome, as from a goroutine.
+func (c *Controller) backendCall(n *node, method string, f func(ctx context.Context)) {
+	if q, ok := n.backend.(quickBackend); ok && q.quickCall(method) {
+		f(c.ctx)
+		return
+	}
+	c.wg.Add(1)
+	go func() {
+		defer c.wg.Done()
+		ctx, cancel := context.WithTimeout(c.ctx, c.callTimeout)
+		defer cancel()
+		f(ctx)
 	}()
 }
 
@@ -818,11 +969,7 @@ func (c *Controller) startJob(r *request, n *node, sess *session, method, unit, 
 	c.nextJobID++
 	id := c.nextJobID
 	c.pendingJob[id] = []func(){}
-	c.wg.Add(1)
-	go func() {
-		defer c.wg.Done()
-		ctx, cancel := context.WithTimeout(c.ctx, c.callTimeout)
-		defer cancel()
+	c.backendCall(n, method, func(ctx context.Context) {
 		err := n.backend.StartJob(ctx, method, unit, mode, id)
 		c.post(func() {
 			buffered := c.pendingJob[id]
@@ -851,7 +998,7 @@ func (c *Controller) startJob(r *request, n *node, sess *session, method, unit, 
 				f()
 			}
 		})
-	}()
+	})
 }
 
 func (c *Controller) removeJob(j *job, result string) {

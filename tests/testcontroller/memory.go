@@ -64,8 +64,13 @@ type MemoryNode struct {
 	jobs      map[uint32]*memJob // by BlueChi job id
 	nextSysID uint32
 	jobDelay  time.Duration
-	held      map[string]bool // unit -> held; "" holds every unit
-	release   chan struct{}   // closed (and replaced) whenever held jobs may move on
+	// Optional latencies that model a real node (0 = instant): every agent call, extra for
+	// daemon-reload, and the run time of a transient unit (default 1 ms).
+	callDelay      time.Duration
+	reloadDelay    time.Duration
+	transientDelay time.Duration
+	held           map[string]bool // unit -> held; "" holds every unit
+	release        chan struct{}   // closed (and replaced) whenever held jobs may move on
 
 	defaultTarget string
 	logLevel      string
@@ -205,6 +210,56 @@ func (m *MemoryNode) SetJobDelay(d time.Duration) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.jobDelay = d
+}
+
+// SetCallDelay makes every call to the node (agent round trip, e.g. GetUnitProperties,
+// StartUnit's acceptance) take d before it runs (default 0).
+func (m *MemoryNode) SetCallDelay(d time.Duration) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.callDelay = d
+}
+
+// SetReloadDelay makes Reload (daemon-reload) take d more than other calls (default 0).
+func (m *MemoryNode) SetReloadDelay(d time.Duration) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.reloadDelay = d
+}
+
+// SetTransientDelay sets how long a transient unit runs after StartTransientUnit returned
+// before it reaches its end state (default 1 ms).
+func (m *MemoryNode) SetTransientDelay(d time.Duration) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.transientDelay = d
+}
+
+// quickCall reports whether method returns at once (no configured delay): the controller
+// then runs it on its loop instead of a goroutine of its own.
+func (m *MemoryNode) quickCall(method string) bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.callDelay == 0 && (method != "Reload" || m.reloadDelay == 0)
+}
+
+// delay sleeps the configured latency of method (outside the lock), or until ctx ends.
+func (m *MemoryNode) delay(ctx context.Context, method string) {
+	m.mu.Lock()
+	d := m.callDelay
+	if method == "Reload" {
+		d += m.reloadDelay
+	}
+	m.mu.Unlock()
+	if d <= 0 {
+		return
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-ctx.Done():
+	}
 }
 
 // Hold keeps jobs of unit ("" = every unit) running until Release.
@@ -369,7 +424,8 @@ func sysJobPath(id uint32) dbus.ObjectPath {
 }
 
 // StartJob implements Backend.
-func (m *MemoryNode) StartJob(_ context.Context, method, unit, mode string, id uint32) error {
+func (m *MemoryNode) StartJob(ctx context.Context, method, unit, mode string, id uint32) error {
+	m.delay(ctx, method)
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.calls[method]++
@@ -536,7 +592,8 @@ func (m *MemoryNode) finishLocked(j *memJob, result string, restore bool) {
 }
 
 // CancelJob implements Backend.
-func (m *MemoryNode) CancelJob(_ context.Context, id uint32) error {
+func (m *MemoryNode) CancelJob(ctx context.Context, id uint32) error {
+	m.delay(ctx, "JobCancel")
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.calls["JobCancel"]++
@@ -559,7 +616,8 @@ func (m *MemoryNode) gcTransientLocked(u *memUnit) {
 }
 
 // Call implements Backend.
-func (m *MemoryNode) Call(_ context.Context, method string, args []any) ([]any, error) {
+func (m *MemoryNode) Call(ctx context.Context, method string, args []any) ([]any, error) {
+	m.delay(ctx, method)
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.calls[method]++
@@ -637,11 +695,17 @@ func (m *MemoryNode) Call(_ context.Context, method string, args []any) ([]any, 
 		m.nextSysID++
 		path := sysJobPath(m.nextSysID)
 		gen, abandon := m.gen, m.abandon
+		runTime := m.transientDelay
+		if runTime <= 0 {
+			runTime = time.Millisecond
+		}
 		go func() {
+			t := time.NewTimer(runTime)
+			defer t.Stop()
 			select {
 			case <-abandon:
 				return
-			case <-time.After(time.Millisecond):
+			case <-t.C:
 			}
 			m.mu.Lock()
 			defer m.mu.Unlock()
