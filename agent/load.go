@@ -4,18 +4,20 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"os"
 	"path"
 	"sort"
 	"strings"
 	"syscall"
+
+	"github.com/qmorch/qmorch/internal/safefile"
 )
 
 // LoadOptions are the inputs of a merge. Everything BlueChi would take from
 // the running system is explicit so the merge stays pure.
 type LoadOptions struct {
-	// FS is the target's "/" (e.g. os.DirFS(root) for --root). Nil means the
-	// real root.
+	// FS is the target's "/" (e.g. deploy.RootFS for --root). Nil means the
+	// real root. Its Open should not block on a FIFO (os.DirFS does): files
+	// are checked with Stat first, but only an O_NONBLOCK open closes the race.
 	FS fs.FS
 	// Hostname is the compiled-in default NodeName of the agent.
 	Hostname string
@@ -40,7 +42,7 @@ func LoadController(opts LoadOptions) (*Config, error) { return Load(ProgramCont
 func Load(p Program, opts LoadOptions) (*Config, error) {
 	fsys := opts.FS
 	if fsys == nil {
-		fsys = os.DirFS("/")
+		fsys = safefile.DirFS("/")
 	}
 	paths := opts.Paths
 	if paths == (Paths{}) {
@@ -135,7 +137,15 @@ func (l *loader) readFile(name string) (*File, string, error) {
 	if info.IsDir() {
 		return &File{Path: name, index: map[sectionKey]*FileEntry{}}, "directory", nil
 	}
-	data, err := fs.ReadFile(l.fsys, fsPath(name))
+	// BlueChi would block on a FIFO and read a device without end; qmorch refuses both
+	// (and files above safefile.MaxSize) with a fatal error naming the file.
+	if err := safefile.Check(info, safefile.MaxSize); err != nil {
+		return nil, "", refusedError(name, err)
+	}
+	data, err := safefile.ReadFS(l.fsys, fsPath(name), safefile.MaxSize)
+	if safefile.Refused(err) { // changed since the Stat
+		return nil, "", refusedError(name, err)
+	}
 	if err != nil {
 		return nil, "", &ioError{errno: errnoOf(err), err: err}
 	}
@@ -144,6 +154,16 @@ func (l *loader) readFile(name string) (*File, string, error) {
 		return nil, "", err
 	}
 	return f, "loaded", nil
+}
+
+// refusedError is a file qmorch will not read (see safefile). It is fatal wherever it
+// occurs, drop-ins included: there is no BlueChi behaviour to mimic (it would hang).
+func refusedError(name string, err error) error {
+	var pe *fs.PathError
+	if errors.As(err, &pe) {
+		err = pe.Err
+	}
+	return &ParseError{Path: name, Msg: err.Error() + "; qmorch reads only regular files", Err: err}
 }
 
 // fileError turns a readFile error into the fatal *ParseError BlueChi would
@@ -210,6 +230,9 @@ func (l *loader) dropIns(dir string) error {
 			e := dirErr(ioErr.errno, ioErr.err).(*ParseError)
 			e.Path, e.Msg, e.Stderr = file, "drop-in: "+strerror(ioErr.errno), msg+e.Stderr
 			return e
+		}
+		if safefile.Refused(err) {
+			return err
 		}
 		if err != nil {
 			l.cfg.Files = append(l.cfg.Files, FileStatus{Path: file, Role: "drop-in", Status: "skipped"})

@@ -138,6 +138,9 @@ func New(ctx context.Context, opts ...Option) (*Client, error) {
 			if c.ownConn {
 				_ = c.conn.Close()
 			}
+			if ctx.Err() != nil && c.ownConn { // the bus stopped answering during setup
+				return nil, &unreachableError{addr: c.address, cause: ctxCause(ctx.Err())}
+			}
 			return nil, wrap(err, "controller: add match rule")
 		}
 	}
@@ -157,35 +160,59 @@ func systemBusAddress() string {
 	return "unix:path=" + systemBusPaths[len(systemBusPaths)-1]
 }
 
-// dial connects, authenticates and says Hello, bounded by ctx.
+// dial connects, authenticates and says Hello, bounded by ctx. godbus's Auth and Hello take
+// no context, and a peer that accepts but never answers would block them forever: while they
+// run, ctx ending closes the connection, which makes them return.
 func dial(ctx context.Context, addr string) (*dbus.Conn, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, &unreachableError{addr: addr, cause: ctxCause(err)}
+	}
 	type result struct {
 		conn *dbus.Conn
 		err  error
 	}
 	ch := make(chan result, 1)
-	go func() {
-		conn, err := dbus.Connect(addr, dbus.WithSignalHandler(dbus.NewSequentialSignalHandler()))
+	go func() { // the socket connect itself (a TCP address may take long)
+		conn, err := dbus.Dial(addr, dbus.WithSignalHandler(dbus.NewSequentialSignalHandler()))
 		ch <- result{conn, err}
 	}()
+	var conn *dbus.Conn
 	select {
 	case r := <-ch:
 		if r.err != nil {
 			return nil, &unreachableError{addr: addr, cause: MapError(r.err)}
 		}
-		return r.conn, nil
+		conn = r.conn
 	case <-ctx.Done():
 		go func() {
 			if r := <-ch; r.conn != nil {
 				_ = r.conn.Close()
 			}
 		}()
-		err := ctx.Err()
-		if errors.Is(err, context.DeadlineExceeded) {
-			err = newTimeout(err)
-		}
-		return nil, &unreachableError{addr: addr, cause: err}
+		return nil, &unreachableError{addr: addr, cause: ctxCause(ctx.Err())}
 	}
+	stop := context.AfterFunc(ctx, func() { _ = conn.Close() })
+	err := conn.Auth(nil)
+	if err == nil {
+		err = conn.Hello()
+	}
+	if !stop() { // ctx ended during the handshake and closed the connection
+		_ = conn.Close()
+		return nil, &unreachableError{addr: addr, cause: ctxCause(ctx.Err())}
+	}
+	if err != nil {
+		_ = conn.Close()
+		return nil, &unreachableError{addr: addr, cause: MapError(err)}
+	}
+	return conn, nil
+}
+
+// ctxCause is ctx's error, a deadline as ErrTimeout.
+func ctxCause(err error) error {
+	if errors.Is(err, context.DeadlineExceeded) {
+		return newTimeout(err)
+	}
+	return err
 }
 
 // Conn returns the underlying connection.

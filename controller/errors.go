@@ -154,6 +154,9 @@ type unreachableError struct {
 }
 
 func (e *unreachableError) Error() string {
+	if errors.Is(e.cause, ErrTimeout) {
+		return "controller bus " + e.addr + " did not answer within the timeout: " + e.cause.Error()
+	}
 	return "controller bus " + e.addr + " unreachable: " + e.cause.Error()
 }
 func (e *unreachableError) Unwrap() []error { return []error{ErrUnreachable, e.cause} }

@@ -20,7 +20,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -230,6 +233,10 @@ func (d *Deployer) Deploy(ctx context.Context, req Request) (*Report, error) {
 		return nil, err
 	}
 	if req.Root != "" {
+		rel := filepath.Join(strings.TrimPrefix(d.opts.rwetcfs, "/"), "containers", "systemd", req.File)
+		if err := CheckLocalRoot(req.Root, rel); err != nil {
+			return nil, err
+		}
 		return d.deployLocal(req, unit)
 	}
 	if d.c == nil {
@@ -238,7 +245,7 @@ func (d *Deployer) Deploy(ctx context.Context, req Request) (*Report, error) {
 			for i, n := range req.Nodes {
 				targets[i] = &target{host: n, twin: d.opts.twinPrefix + n}
 			}
-			return d.plan(req, unit, targets), nil
+			return d.planned(req, unit, targets)
 		}
 		return nil, withClass(ErrUnreachable, errors.New("no controller connection"))
 	}
@@ -247,7 +254,7 @@ func (d *Deployer) Deploy(ctx context.Context, req Request) (*Report, error) {
 		return nil, err
 	}
 	if req.DryRun {
-		return d.plan(req, unit, targets), nil
+		return d.planned(req, unit, targets)
 	}
 	r := &run{d: d, req: req, unit: unit, hub: newHub(ctx, d.c)}
 	// The hub lives for this call only: its monitor's Close at the end drops every
@@ -290,6 +297,62 @@ func (d *Deployer) Deploy(ctx context.Context, req Request) (*Report, error) {
 		}
 	}
 	return rep, merr.ErrorOrNil()
+}
+
+// planned is a dry run's report; its error aggregates the nodes that would fail (offline, no
+// twin), so a dry run exits non-zero exactly when its document says "ok": false.
+func (d *Deployer) planned(req Request, unit string, targets []*target) (*Report, error) {
+	rep := d.plan(req, unit, targets)
+	return rep, nodeErrors(rep.Results, func(r Result) error { return r.Err })
+}
+
+// CheckLocalRoot checks a local tree (--root) before anything is written or printed: root must
+// be a directory, and each of rels (paths relative to root) must resolve inside it, through
+// every existing component (a symlinked etc/ or Quadlet directory, or a target file that is a
+// symlink, leading out of root is refused). Failures are ErrInvalid naming the path.
+func CheckLocalRoot(root string, rels ...string) error {
+	fi, err := os.Stat(root)
+	if err != nil {
+		var pe *fs.PathError
+		if errors.As(err, &pe) {
+			err = pe.Err
+		}
+		return invalidf("root %s: %v", root, err)
+	}
+	if !fi.IsDir() {
+		return invalidf("root %s is not a directory", root)
+	}
+	r, err := os.OpenRoot(root)
+	if err != nil {
+		return invalidf("root %s: %v", root, err)
+	}
+	defer r.Close()
+	for _, rel := range rels {
+		if !filepath.IsLocal(rel) {
+			return invalidf("root %s: %s is outside the root", root, filepath.Join(root, rel))
+		}
+		parts := strings.Split(filepath.Clean(rel), string(filepath.Separator))
+		for i := range parts {
+			p := filepath.Join(parts[:i+1]...)
+			_, err := r.Stat(p)
+			if err == nil {
+				continue
+			}
+			if pathEscapes(err) {
+				return invalidf("root %s: %s leads outside the root (a symlink to an absolute path or through \"..\"); refusing to write there",
+					root, filepath.Join(root, p))
+			}
+			break // missing (created by the write) or unreadable (the write reports it)
+		}
+	}
+	return nil
+}
+
+// pathEscapes reports os.Root's refusal of a path that resolves outside the root. Go does not
+// export that error, so its text is compared.
+func pathEscapes(err error) bool {
+	var pe *fs.PathError
+	return errors.As(err, &pe) && pe.Err != nil && pe.Err.Error() == "path escapes from parent"
 }
 
 // validate checks the request and the options (no I/O) and returns the unit name. It
@@ -354,7 +417,7 @@ func (d *Deployer) resolve(ctx context.Context, req Request) ([]*target, error) 
 	defer cancel()
 	infos, err := d.c.ListNodes(ctx)
 	if err != nil {
-		return nil, withClass(ErrUnreachable, fmt.Errorf("controller: %w", err))
+		return nil, listNodesError(err)
 	}
 	byName := make(map[string]controller.NodeInfo, len(infos))
 	for _, n := range infos {
@@ -374,7 +437,8 @@ func (d *Deployer) resolve(ctx context.Context, req Request) ([]*target, error) 
 			return nil, invalidf("no node has a QM twin named %s<node> (nodes: %s)", prefix, knownNodes(infos))
 		}
 	}
-	var unknown []string
+	var unknown, twins, twinHosts []string
+	known := func(n string) bool { _, ok := byName[n]; return ok }
 	targets := make([]*target, 0, len(names))
 	for _, name := range names {
 		host, ok := byName[name]
@@ -382,11 +446,15 @@ func (d *Deployer) resolve(ctx context.Context, req Request) ([]*target, error) 
 			unknown = append(unknown, fmt.Sprintf("%q", name))
 			continue
 		}
+		// A twin named as a host is known from ListNodes alone: a request error, like an
+		// unknown node, so no other node is touched first.
+		if h, isTwin := twinHost(known, name, prefix); isTwin {
+			twins, twinHosts = append(twins, name), append(twinHosts, h)
+			continue
+		}
 		twin, hasTwin := byName[prefix+name]
 		t := &target{host: name, twin: prefix + name, hostInfo: host, twinInfo: twin}
 		switch {
-		case strings.HasPrefix(name, prefix) && byName[strings.TrimPrefix(name, prefix)].Name != "" && !hasTwin:
-			t.err = fmt.Errorf("node %s: is a QM twin; name its host node %s", name, strings.TrimPrefix(name, prefix))
 		case host.Status != controller.NodeOnline:
 			t.err = fmt.Errorf("node %s: host node %s is %s: %w", name, name, statusWord(host.Status), controller.ErrNodeOffline)
 		case !hasTwin:
@@ -402,6 +470,9 @@ func (d *Deployer) resolve(ctx context.Context, req Request) ([]*target, error) 
 			word = "nodes"
 		}
 		return nil, invalidf("unknown %s %s (known nodes: %s)", word, strings.Join(unknown, ", "), knownNodes(infos))
+	}
+	if len(twins) > 0 {
+		return nil, twinNamed(twins, twinHosts)
 	}
 	return targets, nil
 }

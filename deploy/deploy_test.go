@@ -98,6 +98,27 @@ func TestUnknownNodeListsKnownOnes(t *testing.T) {
 	require.Empty(t, mutatingCalls(f), "node1 must not be touched when another name is wrong")
 }
 
+// A QM twin named as a host node is known from ListNodes alone: a request error (like an
+// unknown node), so the other nodes of the request are not touched first.
+func TestTwinNamedIsInvalid(t *testing.T) {
+	t.Parallel()
+	for _, dry := range []bool{false, true} {
+		f := newFake("node1", "qm.node1", "node2", "qm.node2")
+		req := request("node1", "qm.node1", "qm.node2")
+		req.DryRun = dry
+		rep, err := newTestDeployer(f).Deploy(context.Background(), req)
+		require.Nil(t, rep)
+		require.ErrorIs(t, err, ErrInvalid)
+		require.EqualError(t, err, "invalid request: nodes qm.node1, qm.node2 are QM twins; name their host nodes node1, node2")
+		require.Equal(t, []string{"ListNodes"}, f.Calls())
+	}
+	// A node that merely starts with the prefix and has its own twin is a host.
+	f := newFake("qm.edge", "qm.qm.edge")
+	rep, err := newTestDeployer(f).Deploy(context.Background(), request("qm.edge"))
+	require.NoError(t, err)
+	require.Equal(t, ActionDeployed, rep.Results[0].Action)
+}
+
 func TestListNodesFailureIsUnreachable(t *testing.T) {
 	t.Parallel()
 	f := newFake()
@@ -119,7 +140,6 @@ func TestPreflightFailuresPerNode(t *testing.T) {
 		{"host offline", []string{"node1:offline", "qm.node1:offline"}, "node1", "node node1: host node node1 is offline", controller.ErrNodeOffline},
 		{"twin offline", []string{"node1", "qm.node1:offline"}, "node1", "node node1: QM twin qm.node1 is offline", controller.ErrNodeOffline},
 		{"twin missing", []string{"node1"}, "node1", "node node1: QM twin qm.node1 is not registered", nil},
-		{"twin named", []string{"node1", "qm.node1"}, "qm.node1", "is a QM twin; name its host node node1", nil},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -284,7 +304,10 @@ func TestDryRunTouchesNothing(t *testing.T) {
 	req := request("node1", "node2")
 	req.DryRun = true
 	rep, err := newTestDeployer(f).Deploy(context.Background(), req)
-	require.NoError(t, err, "a dry run plans; it reports offline nodes in the results")
+	// A dry run plans and reports offline nodes in the results; like a real run, its error
+	// aggregates them (exit code 1 when "ok" is false).
+	require.EqualError(t, err, "1 error occurred:\n\t* node node2: QM twin qm.node2 is offline: node is offline\n\n")
+	require.NotErrorIs(t, err, ErrInvalid)
 	require.True(t, rep.DryRun)
 	require.Equal(t, []string{"ListNodes"}, f.Calls())
 	require.Equal(t, ActionPlanned, rep.Results[0].Action)

@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/qmorch/qmorch/controller"
 )
@@ -121,14 +122,19 @@ func NormalizeUnitName(name string) (string, error) {
 	if templated && instance == "" {
 		return "", invalidf("unit %q is a template; name an instance (e.g. %s@NAME.%s)", name, prefix, typ)
 	}
+	// Decode runes for the message: a byte of a multi-byte character is not what the user typed.
+	// The instance may hold further '@' (systemd's unit_name_is_valid allows '@' anywhere after
+	// the first: "a@b@c.service" is instance "b@c" of a@.service).
 	check := func(s string, allowAt bool) error {
-		for i := 0; i < len(s); i++ {
-			c := s[i]
+		for i, c := range s {
 			switch {
 			case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9':
 			case c == ':' || c == '_' || c == '.' || c == '-' || c == '\\':
 			case c == '@' && allowAt:
 			default:
+				if _, size := utf8.DecodeRuneInString(s[i:]); c == utf8.RuneError && size == 1 {
+					return invalidf("unit %q: byte \\x%02x (not UTF-8) is not allowed in a unit name", name, s[i])
+				}
 				return invalidf("unit %q: character %q is not allowed in a unit name", name, c)
 			}
 		}
@@ -164,7 +170,7 @@ func (d *Deployer) selectTargets(ctx context.Context, selectors []string, all, h
 	defer cancel()
 	infos, err := d.c.ListNodes(lctx)
 	if err != nil {
-		return nil, withClass(ErrUnreachable, fmt.Errorf("list nodes: %w", err))
+		return nil, listNodesError(err)
 	}
 	hosts, err := SelectHosts(infos, selectors, all, d.opts.twinPrefix)
 	if err != nil {
@@ -380,7 +386,7 @@ func (d *Deployer) unitAction(ctx, parent context.Context, req LifecycleRequest,
 	log.Debug("job")
 	job, err := callJob(ctx, d.opts.timeout, call, unit)
 	if err != nil {
-		return fail(classify(parent, err), "%w", stripNodePrefix(err, name))
+		return fail(classify(parent, err), "%w", stripNodePrefix(err, name, string(req.Action)+" "+unit))
 	}
 	result, err := job.Wait(ctx)
 	if err != nil {
@@ -445,14 +451,18 @@ func describeState(ctx context.Context, n Node, unit string, st unitState, err e
 	return out
 }
 
-// stripNodePrefix drops a leading "node NAME: " the controller client puts on its errors, so
-// messages do not say the node twice.
-func stripNodePrefix(err error, name string) error {
+// stripNodePrefix drops a leading "node NAME: " and then "CALL: " (e.g. "start web.service: ")
+// that the controller client puts on its errors, so messages say the node and the call once.
+func stripNodePrefix(err error, name, call string) error {
 	msg := err.Error()
-	if rest, ok := strings.CutPrefix(msg, "node "+name+": "); ok {
-		return &prefixStripped{msg: rest, err: err}
+	rest, ok := strings.CutPrefix(msg, "node "+name+": ")
+	if !ok {
+		return err
 	}
-	return err
+	if r, ok := strings.CutPrefix(rest, call+": "); ok {
+		rest = r
+	}
+	return &prefixStripped{msg: rest, err: err}
 }
 
 type prefixStripped struct {

@@ -152,6 +152,13 @@ func TestNormalizeUnitName(t *testing.T) {
 		{"$x", "", "not allowed"},
 		{"x.container", "", "Quadlet"},
 		{string(make([]byte, 256)), "", "255"},
+		// systemd's unit_name_is_valid allows '@' anywhere after the first: instance "b@c".
+		{"a@b@c", "a@b@c.service", ""},
+		{"@b", "", "empty name"},
+		{"a@b@c@.service", "a@b@c@.service", ""},
+		{"é", "", `character 'é' is not allowed`},
+		{"a\xffb", "", `byte \xff (not UTF-8) is not allowed`},
+		{"a@é", "", `character 'é' is not allowed`},
 	}
 	for _, tc := range cases {
 		got, err := NormalizeUnitName(tc.in)

@@ -8,6 +8,8 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+
+	"github.com/qmorch/qmorch/internal/safefile"
 )
 
 // deployLocal writes the file into a local tree (Request.Root) instead of nodes:
@@ -64,11 +66,13 @@ func writeLocal(root, rel, name string, content []byte) (changed bool, err error
 		return false, err
 	}
 	dest := filepath.Join(rel, name)
-	if old, err := r.ReadFile(dest); err == nil {
+	// A FIFO, device or oversized file at dest is never read (it would block or not end):
+	// it differs, and the rename below replaces it.
+	if old, err := safefile.ReadRoot(r, dest, MaxFileSize); err == nil {
 		if st, err := r.Lstat(dest); err == nil && st.Mode().IsRegular() && st.Mode().Perm() == 0o644 && bytes.Equal(old, content) {
 			return false, nil
 		}
-	} else if !errors.Is(err, fs.ErrNotExist) {
+	} else if !errors.Is(err, fs.ErrNotExist) && !safefile.Refused(err) {
 		return false, err
 	}
 	tmp := filepath.Join(rel, "."+name+".qmorch-"+randomHex())

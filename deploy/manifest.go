@@ -14,6 +14,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/qmorch/qmorch/internal/safefile"
 )
 
 // State directory: the controller-side record of what qmorch deployed, read by `qmorch list`.
@@ -160,28 +162,37 @@ func (s *StateStore) lock(exclusive bool) (unlock func(), ok bool, err error) {
 }
 
 // Read returns the manifest (empty when nothing was recorded yet). A file that does not parse
-// or holds invalid entries is an error naming the file.
+// or holds invalid entries is an error naming the file. Every error is ErrInvalid: the record is
+// the caller's local input (--state-dir), read before any node is asked.
 func (s *StateStore) Read() (*Manifest, error) {
 	unlock, ok, err := s.lock(false)
 	if err != nil {
-		return nil, err
+		return nil, withClass(ErrInvalid, err)
 	}
 	if !ok {
 		return emptyManifest(), nil
 	}
 	defer unlock()
-	return s.read()
+	m, err := s.read()
+	if err != nil {
+		return nil, withClass(ErrInvalid, err)
+	}
+	return m, nil
 }
 
 func emptyManifest() *Manifest {
 	return &Manifest{APIVersion: manifestAPI, Kind: manifestKind, Entries: []ManifestEntry{}}
 }
 
+// maxManifestSize bounds the record file (about 200 bytes per node and unit: room for a large
+// fleet); like every file qmorch reads, it must be a regular file (safefile).
+const maxManifestSize = 64 << 20
+
 var sha256Hex = regexp.MustCompile(`^[0-9a-f]{64}$`)
 
 func (s *StateStore) read() (*Manifest, error) {
 	p := s.manifestPath()
-	data, err := os.ReadFile(p)
+	data, err := safefile.ReadFile(p, maxManifestSize)
 	if errors.Is(err, fs.ErrNotExist) {
 		return emptyManifest(), nil
 	}
@@ -227,7 +238,7 @@ func (s *StateStore) Content(sum string) ([]byte, error) {
 		return nil, fmt.Errorf("bad content hash %q", sum)
 	}
 	p := filepath.Join(s.dir, contentDir, sum)
-	data, err := os.ReadFile(p)
+	data, err := safefile.ReadFile(p, MaxFileSize)
 	if err != nil {
 		return nil, fmt.Errorf("deployed content: %w", err)
 	}

@@ -70,6 +70,7 @@ func TestManifestCorruptNamesTheFile(t *testing.T) {
 		s := OpenState(dir)
 		_, err := s.Read()
 		require.ErrorContains(t, err, "state file "+p+" is corrupt", name)
+		require.ErrorIs(t, err, ErrInvalid, "%s: bad local input (exit 2)", name)
 		require.Error(t, s.Record([]byte("x"), entry("node1")), "%s: a corrupt file is never overwritten", name)
 		got, _ := os.ReadFile(p)
 		require.Equal(t, content, string(got), name)

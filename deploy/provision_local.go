@@ -289,8 +289,9 @@ func ProvisionControllerLocal(req ControllerLocalRequest) (*ControllerProvision,
 	}
 	paths := agent.PathsFor(agent.ProgramController)
 	if _, ok := snap[fsName(paths.Default)]; !ok {
-		p.Notes = append(p.Notes, "no "+paths.Default+" under the root (bluechi-controller not installed?): read as empty")
-		paths.Default = ""
+		// bluechi-controller refuses to start without it (conformance case
+		// controller/35-missing-default-file): so does qmorch, rather than guess.
+		return nil, invalidf("%s is missing under %s: bluechi-controller would not start (is it installed in this tree?)", paths.Default, rfs.Dir())
 	}
 	current, err := agent.LoadController(agent.LoadOptions{FS: snap, Paths: paths})
 	if err != nil {

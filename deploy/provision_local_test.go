@@ -251,7 +251,8 @@ func TestProvisionControllerLocal(t *testing.T) {
 	for i := 1; i <= 60; i++ {
 		nodes = append(nodes, fmt.Sprintf("vehicle-ecu-node-%02d.fleet.example.com", i))
 	}
-	root := writeTree(t, map[string]string{"etc/bluechi/controller.conf": "[bluechi-controller]\nAllowedNodeNames=control\n"})
+	root := writeTree(t, map[string]string{"etc/bluechi/controller.conf": "[bluechi-controller]\nAllowedNodeNames=control\n",
+		"usr/share/bluechi/config/controller.conf": "[bluechi-controller]\n"})
 	req := ControllerLocalRequest{Root: root, Nodes: nodes}
 	p, err := ProvisionControllerLocal(req)
 	require.NoError(t, err)

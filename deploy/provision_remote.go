@@ -153,7 +153,7 @@ func (d *Deployer) ProvisionQMAgent(ctx context.Context, req QMAgentRemoteReques
 	infos, err := d.c.ListNodes(rctx)
 	cancel()
 	if err != nil {
-		return nil, withClass(ErrUnreachable, fmt.Errorf("list nodes: %w", err))
+		return nil, listNodesError(err)
 	}
 	nodes, err := SelectHosts(infos, req.Nodes, req.All, prefix)
 	if err != nil {

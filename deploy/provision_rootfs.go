@@ -9,6 +9,8 @@ import (
 	"path/filepath"
 	"strings"
 	"syscall"
+
+	"github.com/qmorch/qmorch/internal/safefile"
 )
 
 // ErrEscapesRoot: a path, or a symlink on the way to it, leads out of the root directory.
@@ -153,7 +155,8 @@ func (f *RootFS) Open(name string) (fs.File, error) {
 	if err != nil {
 		return nil, err
 	}
-	file, err := f.r.Open(p)
+	// Non-blocking: opening a FIFO for reading would wait for a writer.
+	file, err := safefile.OpenRoot(f.r, p)
 	if err != nil {
 		return nil, &fs.PathError{Op: "open", Path: name, Err: unwrapPathErr(err)}
 	}
@@ -173,13 +176,15 @@ func (f *RootFS) Stat(name string) (fs.FileInfo, error) {
 	return fi, nil
 }
 
-// ReadFile implements fs.ReadFileFS.
+// ReadFile implements fs.ReadFileFS. It reads only regular files of at most
+// safefile.MaxSize bytes: a tree's FIFO, device or socket is refused (errors.Is
+// safefile.ErrNotRegular / ErrTooLarge) instead of blocking or reading without end.
 func (f *RootFS) ReadFile(name string) ([]byte, error) {
 	p, err := f.resolve("read", name, true)
 	if err != nil {
 		return nil, err
 	}
-	b, err := f.r.ReadFile(p)
+	b, err := safefile.ReadRoot(f.r, p, safefile.MaxSize)
 	if err != nil {
 		return nil, &fs.PathError{Op: "read", Path: name, Err: unwrapPathErr(err)}
 	}

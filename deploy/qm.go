@@ -173,7 +173,7 @@ func (d *Deployer) selectQMHosts(ctx context.Context, selectors []string, all bo
 	defer cancel()
 	infos, err := d.c.ListNodes(lctx)
 	if err != nil {
-		return nil, nil, withClass(ErrUnreachable, fmt.Errorf("list nodes: %w", err))
+		return nil, nil, listNodesError(err)
 	}
 	hosts, err := SelectHosts(infos, selectors, all, d.opts.twinPrefix)
 	if err != nil {

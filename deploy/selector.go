@@ -17,8 +17,39 @@ import (
 // answer. Each selector is a name, a comma list, or a glob (path.Match syntax, e.g. "node*");
 // all selects every host node that has a QM twin (prefix + name). Globs match host nodes only
 // (never QM twins); an exact name that is not registered, or a glob that matches nothing, is an
-// ErrInvalid error that lists the known nodes. The result is sorted and without duplicates.
+// ErrInvalid error that lists the known nodes. An exact name of a QM twin (qm.node1 while node1
+// is registered) is an ErrInvalid error too: every command works on a host node and its twin, so
+// the twin's name is a mistake that must fail before any node is touched. The result is sorted
+// and without duplicates.
 func SelectHosts(infos []controller.NodeInfo, selectors []string, all bool, prefix string) ([]string, error) {
+	return selectHosts(infos, selectors, all, prefix, false)
+}
+
+// SelectHostsOrTwins is SelectHosts for read-only views (status) where a QM twin's exact name
+// selects its host node instead of being an error.
+func SelectHostsOrTwins(infos []controller.NodeInfo, selectors []string, all bool, prefix string) ([]string, error) {
+	return selectHosts(infos, selectors, all, prefix, true)
+}
+
+// twinHost returns the host node of name when name is a QM twin: it starts with prefix, the
+// rest is a registered node, and it has no twin of its own (the rule resolve and SelectHosts share).
+func twinHost(known func(string) bool, name, prefix string) (string, bool) {
+	host, ok := strings.CutPrefix(name, prefix)
+	if !ok || !known(host) || known(prefix+name) {
+		return "", false
+	}
+	return host, true
+}
+
+// twinNamed is the error for a QM twin named where a host node is wanted.
+func twinNamed(twins []string, hosts []string) error {
+	if len(twins) == 1 {
+		return invalidf("node %s is a QM twin; name its host node %s", twins[0], hosts[0])
+	}
+	return invalidf("nodes %s are QM twins; name their host nodes %s", strings.Join(twins, ", "), strings.Join(hosts, ", "))
+}
+
+func selectHosts(infos []controller.NodeInfo, selectors []string, all bool, prefix string, twinsOK bool) ([]string, error) {
 	byName := make(map[string]bool, len(infos))
 	for _, n := range infos {
 		byName[n.Name] = true
@@ -43,7 +74,7 @@ func SelectHosts(infos []controller.NodeInfo, selectors []string, all bool, pref
 		slices.Sort(out)
 		return out, nil
 	}
-	var unknown []string
+	var unknown, twins, twinHosts []string
 	for _, sel := range selectors {
 		for _, s := range strings.Split(sel, ",") {
 			s = strings.TrimSpace(s)
@@ -57,6 +88,13 @@ func SelectHosts(infos []controller.NodeInfo, selectors []string, all bool, pref
 				if !byName[s] {
 					unknown = append(unknown, fmt.Sprintf("%q", s))
 					continue
+				}
+				if host, ok := twinHost(func(n string) bool { return byName[n] }, s, prefix); ok {
+					if !twinsOK {
+						twins, twinHosts = append(twins, s), append(twinHosts, host)
+						continue
+					}
+					s = host
 				}
 				out = append(out, s)
 				continue
@@ -78,11 +116,23 @@ func SelectHosts(infos []controller.NodeInfo, selectors []string, all bool, pref
 	if len(unknown) > 0 {
 		return nil, invalidf("unknown node %s (known nodes: %s)", strings.Join(unknown, ", "), knownNodes(infos))
 	}
+	if len(twins) > 0 {
+		return nil, twinNamed(twins, twinHosts)
+	}
 	if len(out) == 0 {
 		return nil, invalidf("no nodes given")
 	}
 	slices.Sort(out)
 	return slices.Compact(out), nil
+}
+
+// listNodesError classes a failed ListNodes as ErrUnreachable, saying "list nodes" once: the
+// controller client's errors already start with it, other Controller implementations' may not.
+func listNodesError(err error) error {
+	if !strings.HasPrefix(err.Error(), "list nodes") {
+		err = fmt.Errorf("list nodes: %w", err)
+	}
+	return withClass(ErrUnreachable, err)
 }
 
 // fanOut calls work(i) for i in [0, n), at most parallel at a time. An item that could not

@@ -34,6 +34,8 @@ func TestSelectHosts(t *testing.T) {
 		{name: "bad name", sel: []string{"../x"}, err: `node name`},
 		{name: "all and names", sel: []string{"node1"}, all: true, err: "not both"},
 		{name: "nothing", sel: []string{","}, err: "no nodes given"},
+		{name: "twin named", sel: []string{"node1,qm.node1"}, err: "node qm.node1 is a QM twin; name its host node node1"},
+		{name: "twins named", sel: []string{"qm.node2", "qm.node-3.x"}, err: "nodes qm.node2, qm.node-3.x are QM twins; name their host nodes node2, node-3.x"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -47,6 +49,18 @@ func TestSelectHosts(t *testing.T) {
 			require.Equal(t, tc.want, got)
 		})
 	}
+}
+
+// Read-only views (status) map a twin's exact name to its host instead.
+func TestSelectHostsOrTwins(t *testing.T) {
+	t.Parallel()
+	var infos []controller.NodeInfo
+	for _, n := range []string{"control", "node1", "qm.node1", "node2", "qm.node2"} {
+		infos = append(infos, controller.NodeInfo{Name: n})
+	}
+	got, err := SelectHostsOrTwins(infos, []string{"qm.node2,node1", "qm.node1"}, false, "qm.")
+	require.NoError(t, err)
+	require.Equal(t, []string{"node1", "node2"}, got)
 }
 
 func TestFanOutBoundsAndSkips(t *testing.T) {

@@ -175,7 +175,7 @@ func (d *Deployer) selectStatus(ctx context.Context, c Controller, req StatusReq
 		slices.Sort(s.hosts)
 		return s, nil
 	}
-	hosts, err := SelectHosts(infos, req.Nodes, req.All, prefix)
+	hosts, err := SelectHostsOrTwins(infos, req.Nodes, req.All, prefix)
 	if err != nil {
 		return nil, err
 	}

@@ -2,12 +2,14 @@ package deploy
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"path"
 	"path/filepath"
 	"regexp"
 	"strings"
 
+	"github.com/qmorch/qmorch/internal/safefile"
 	"github.com/qmorch/qmorch/qmconf"
 )
 
@@ -37,6 +39,9 @@ func ValidateFile(source, name string, content []byte) (unit string, err error) 
 		return "", invalidf("%s: file is %d bytes, more than the %d bytes a systemd credential can carry",
 			source, len(content), MaxFileSize)
 	}
+	if err := checkNUL(source, content); err != nil {
+		return "", err
+	}
 	_, unit, err = qmconf.ValidateQuadlet(source, content)
 	if err != nil {
 		return "", withClass(ErrInvalid, err)
@@ -44,10 +49,37 @@ func ValidateFile(source, name string, content []byte) (unit string, err error) 
 	return unit, nil
 }
 
+// ReadSourceFile reads the local Quadlet file given to deploy. The file name is checked
+// first; then only a regular file of at most MaxFileSize bytes is read: a FIFO (which would
+// block), a device such as /dev/zero (which never ends), a socket or a directory is refused.
+// Name checks and refusals are ErrInvalid naming the file; an I/O error (a missing file) is
+// returned as the *fs.PathError.
+func ReadSourceFile(source string) ([]byte, error) {
+	if err := validateName(filepath.Base(source)); err != nil {
+		return nil, err
+	}
+	b, err := safefile.ReadFile(source, MaxFileSize)
+	var tl *safefile.TooLargeError
+	switch {
+	case err == nil:
+		return b, nil
+	case errors.As(err, &tl) && !tl.AtLeast:
+		return nil, invalidf("%s: file is %d bytes, more than the %d bytes a systemd credential can carry",
+			source, tl.Size, MaxFileSize)
+	case errors.As(err, &tl):
+		return nil, invalidf("%s: file is more than the %d bytes a systemd credential can carry", source, MaxFileSize)
+	case safefile.Refused(err):
+		return nil, invalidf("%s: %v; deploy reads only regular files", source, unwrapPathErr(err))
+	}
+	return nil, err
+}
+
 func validateName(name string) error {
 	switch {
 	case name == "":
 		return invalidf("no file name")
+	case strings.HasPrefix(name, "-"):
+		return invalidf("file name %q: must not start with '-'", name)
 	case strings.ContainsAny(name, `/\`) || strings.Contains(name, ".."):
 		return invalidf("file name %q: must be a plain NAME.container (no path separators or \"..\")", name)
 	case len(name) > 255-len(".service")+len(".container"):
@@ -56,6 +88,17 @@ func validateName(name string) error {
 		return invalidf("file name %q: must be NAME.container with NAME made of letters, digits and \"_.:-\"", name)
 	}
 	return nil
+}
+
+// checkNUL refuses a NUL byte: systemd's unit-file reader ends the line there (the rest of it
+// would reach the parser as a line of its own), so the file cannot mean what it says.
+func checkNUL(source string, content []byte) error {
+	i := bytes.IndexByte(content, 0)
+	if i < 0 {
+		return nil
+	}
+	return invalidf("%s:%d: file contains a NUL byte (systemd would split the line there); remove it",
+		source, 1+bytes.Count(content[:i], []byte("\n")))
 }
 
 // validateRWETCFS checks the QM writable /etc path used on nodes: absolute, clean and free of

@@ -2,7 +2,9 @@ package deploy
 
 import (
 	"context"
+	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -151,6 +153,101 @@ func TestWatchStatusReconnects(t *testing.T) {
 	require.NoError(t, h.Node("qm.node1").SetUnitState("web.service", "failed", "failed"))
 	waitFor("transition after reconnect", func(ev WatchEvent) bool {
 		return ev.Kind == WatchUnit && ev.On == "qm.node1" && ev.ActiveState == "failed" && ev.Reason == "real"
+	})
+	cancel()
+	require.NoError(t, <-done)
+}
+
+// hidingController is a controller that does not (yet) know some nodes: they are missing from
+// ListNodes, as with a controller restarted without them, until shown.
+type hidingController struct {
+	Controller
+	mu     sync.Mutex
+	hidden map[string]bool
+}
+
+func (h *hidingController) ListNodes(ctx context.Context) ([]controller.NodeInfo, error) {
+	infos, err := h.Controller.ListNodes(ctx)
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return slices.DeleteFunc(infos, func(n controller.NodeInfo) bool { return h.hidden[n.Name] }), err
+}
+
+func (h *hidingController) show(name string) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	delete(h.hidden, name)
+}
+
+// TestWatchStatusPicksUpRegisteredNode: a watched node the controller does not know is
+// reported offline ("not registered"), its subscription pending (not "re-subscribed"); when it
+// registers without any controller restart, the watch subscribes and reports its units.
+func TestWatchStatusPicksUpRegisteredNode(t *testing.T) {
+	h, c := statusHarness(t)
+	require.NoError(t, h.Node("qm.node2").SetUnitState("web.service", "active", "running"))
+	// The selection (the first ListNodes) sees qm.node2; every later answer lacks it.
+	hc := &hidingController{Controller: FromClient(c), hidden: map[string]bool{}}
+	events := make(chan WatchEvent, 256)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	req := WatchRequest{StatusRequest: StatusRequest{Nodes: []string{"node2"}, Units: []string{"web"}}}
+	d := New(hc)
+	go func() { done <- d.WatchStatus(ctx, req, func(ev WatchEvent) { events <- ev }) }()
+	waitFor := func(what string, match func(WatchEvent) bool) {
+		t.Helper()
+		deadline := time.After(20 * time.Second)
+		for {
+			select {
+			case ev := <-events:
+				require.NotEqual(t, "re-subscribed", ev.Message, "qm.node2 is not subscribed")
+				if match(ev) {
+					return
+				}
+			case <-deadline:
+				t.Fatalf("no %s event", what)
+			}
+		}
+	}
+	waitFor("first unit state", func(ev WatchEvent) bool { return ev.Kind == WatchUnit && ev.ActiveState == "active" })
+	hc.mu.Lock()
+	hc.hidden["qm.node2"] = true
+	hc.mu.Unlock()
+
+	// A controller restart: the new one lacks qm.node2.
+	require.NoError(t, h.Controller.Close())
+	ctx2, cancel2 := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel2()
+	var specs []testcontroller.NodeSpec
+	for _, n := range []string{"control", "node1", "node2", "qm.node1", "qm.node2"} {
+		specs = append(specs, testcontroller.NodeSpec{Name: n, Backend: h.Node(n)})
+	}
+	waitFor("monitor ended", func(ev WatchEvent) bool {
+		return ev.Kind == WatchMonitor && strings.Contains(ev.Message, "monitor ended")
+	})
+	c2, err := testcontroller.New(ctx2, testcontroller.Options{Address: h.Address, Nodes: specs})
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = c2.Close() })
+	h.Controller = c2
+	waitFor("pending subscription", func(ev WatchEvent) bool {
+		return ev.Kind == WatchMonitor && slices.Equal(ev.Nodes, []string{"qm.node2"}) && strings.Contains(ev.Message, "not subscribed")
+	})
+	waitFor("gone node", func(ev WatchEvent) bool {
+		return ev.Kind == WatchNode && ev.On == "qm.node2" && ev.Status == controller.NodeOffline && ev.Detail == "not registered on the controller"
+	})
+
+	hc.show("qm.node2") // it registers
+	waitFor("node registered again", func(ev WatchEvent) bool {
+		return ev.Kind == WatchNode && ev.On == "qm.node2" && ev.Status == controller.NodeOnline && ev.Detail == "registered on the controller again"
+	})
+	waitFor("subscribed", func(ev WatchEvent) bool {
+		return ev.Kind == WatchMonitor && slices.Equal(ev.Nodes, []string{"qm.node2"}) && strings.HasPrefix(ev.Message, "subscribed on qm.node2")
+	})
+	waitFor("its unit state", func(ev WatchEvent) bool {
+		return ev.Kind == WatchUnit && ev.On == "qm.node2" && ev.ActiveState == "active" && ev.SubState == "running"
+	})
+	require.NoError(t, h.Node("qm.node2").SetUnitState("web.service", "failed", "failed"))
+	waitFor("a transition", func(ev WatchEvent) bool {
+		return ev.Kind == WatchUnit && ev.On == "qm.node2" && ev.ActiveState == "failed" && ev.Reason == "real"
 	})
 	cancel()
 	require.NoError(t, <-done)

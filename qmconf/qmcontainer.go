@@ -10,6 +10,7 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/qmorch/qmorch/internal/safefile"
 	"github.com/qmorch/qmorch/qmconf/unitfile"
 )
 
@@ -118,8 +119,13 @@ func EffectiveQuadlet(fsys fs.FS, name string) (*unitfile.File, []string, error)
 	hostPaths := make([]string, 0, len(files))
 	for _, p := range files {
 		host := "/" + p
-		data, err := fs.ReadFile(fsys, p)
+		// Only regular files of bounded size: a FIFO or device in the tree must not hang us.
+		data, err := safefile.ReadFS(fsys, p, safefile.MaxSize)
 		if err != nil {
+			var pe *fs.PathError
+			if errors.As(err, &pe) {
+				err = pe.Err
+			}
 			return nil, nil, fmt.Errorf("%s: %w", host, err)
 		}
 		f, err := unitfile.Parse(host, data)
@@ -152,7 +158,7 @@ func LoadLayout(root string) (Layout, []Warning, error) {
 		return Layout{}, nil, err
 	}
 	defer r.Close()
-	f, _, err := EffectiveQuadlet(r.FS(), QMContainerFile)
+	f, _, err := EffectiveQuadlet(safefile.RootFS(r), QMContainerFile)
 	if err != nil {
 		return Layout{}, nil, fmt.Errorf("QM layout under %s: %w", abs, err)
 	}

@@ -246,7 +246,11 @@ func ParseQMRaw(arg string) (QMAssignment, error) {
 	if err := checkRawName(key); err != nil {
 		return QMAssignment{}, keyErr(lhs, value, "key: %v", err)
 	}
-	if !slices.Contains(rawSections, section) && !(strings.HasPrefix(section, "X-") && checkRawName(section) == nil) {
+	if strings.HasPrefix(section, "X-") {
+		if err := checkRawName(section); err != nil {
+			return QMAssignment{}, keyErr(lhs, value, "section: %v", err)
+		}
+	} else if !slices.Contains(rawSections, section) {
 		return QMAssignment{}, keyErr(lhs, value, "section %q is not one Quadlet reads for qm.container (want %s or X-...)",
 			section, strings.Join(rawSections, ", "))
 	}
@@ -263,7 +267,9 @@ func ParseQMRaw(arg string) (QMAssignment, error) {
 	}
 	a := QMAssignment{
 		Key: lhs, Value: value, Raw: true, Section: section, UnitKey: key,
-		DropIn:   QMDropInPrefix + "raw-" + strings.ToLower(section) + "-" + strings.ToLower(key) + ".conf",
+		// Keys and sections are case-sensitive in systemd (IOWeight and ioweight are different
+		// keys): the file name keeps their case so two keys never share a file.
+		DropIn:   QMDropInPrefix + "raw-" + section + "-" + key + ".conf",
 		Warnings: []string{fmt.Sprintf("%s=%s is not validated by qmorch (--raw): check the result with `qmorch qm show --root /` or the Quadlet generator's --dryrun on the node", lhs, value)},
 	}
 	// Read the rendered file back as systemd and Quadlet will.
@@ -277,11 +283,21 @@ func ParseQMRaw(arg string) (QMAssignment, error) {
 	return a, nil
 }
 
+// MaxRawNameLen bounds the section and the key of a --raw setting. systemd's and Quadlet's
+// longest keys have 35 characters; both names go into the drop-in's file name
+// (50-qmorch-raw-SECTION-KEY.conf, plus a temporary ".NAME.qmorch-RANDOM" while it is
+// written), which must stay well under the file system's 255-byte NAME_MAX.
+const MaxRawNameLen = 64
+
 // checkRawName allows letters, digits and '-' (and a leading letter): every systemd and Quadlet
 // key has that form, and the name becomes part of the drop-in file name.
 func checkRawName(s string) error {
 	if s == "" {
 		return errors.New("empty name")
+	}
+	if len(s) > MaxRawNameLen {
+		return fmt.Errorf("%.20q... is %d characters long, more than %d (no systemd or Quadlet key is that long, and the name becomes part of the drop-in's file name)",
+			s, len(s), MaxRawNameLen)
 	}
 	for i := 0; i < len(s); i++ {
 		c := s[i]

@@ -2,6 +2,7 @@ package qmconf
 
 import (
 	"errors"
+	"strings"
 	"testing"
 	"testing/fstest"
 
@@ -142,10 +143,15 @@ func TestParseQMRaw(t *testing.T) {
 	tests := []struct {
 		arg, wantErr, dropIn string
 	}{
-		{arg: "Service.IOWeight=20", dropIn: "50-qmorch-raw-service-ioweight.conf"},
-		{arg: "Container.PodmanArgs=--log-level=debug", dropIn: "50-qmorch-raw-container-podmanargs.conf"},
-		{arg: "X-Site.Note=hello world", dropIn: "50-qmorch-raw-x-site-note.conf"},
-		{arg: "Service.Environment=A=1", dropIn: "50-qmorch-raw-service-environment.conf"},
+		{arg: "Service.IOWeight=20", dropIn: "50-qmorch-raw-Service-IOWeight.conf"},
+		// systemd keys are case-sensitive: another key, another file.
+		{arg: "Service.ioweight=5", dropIn: "50-qmorch-raw-Service-ioweight.conf"},
+		{arg: "Service." + strings.Repeat("K", MaxRawNameLen) + "=1", dropIn: "50-qmorch-raw-Service-" + strings.Repeat("K", MaxRawNameLen) + ".conf"},
+		{arg: "Service." + strings.Repeat("K", 300) + "=1", wantErr: "is 300 characters long, more than 64"},
+		{arg: "X-" + strings.Repeat("S", 70) + ".Note=1", wantErr: "is 72 characters long"},
+		{arg: "Container.PodmanArgs=--log-level=debug", dropIn: "50-qmorch-raw-Container-PodmanArgs.conf"},
+		{arg: "X-Site.Note=hello world", dropIn: "50-qmorch-raw-X-Site-Note.conf"},
+		{arg: "Service.Environment=A=1", dropIn: "50-qmorch-raw-Service-Environment.conf"},
 		{arg: "Servic.IOWeight=20", wantErr: `section "Servic" is not one Quadlet reads`},
 		{arg: "Service.MemoryHigh=2G", wantErr: "managed by qmorch: use MemoryHigh="},
 		{arg: "Container.SeccompProfile=", wantErr: "managed by qmorch: use Realtime="},
@@ -176,8 +182,9 @@ func TestParseQMUnset(t *testing.T) {
 		"MemoryHigh":          "/etc/containers/systemd/qm.container.d/50-qmorch-memory-high.conf",
 		"NestedOOM":           "/etc/containers/systemd/qm.container.d/50-qmorch-nested-oom.conf",
 		"ControllerSocket":    "/etc/containers/systemd/qm.container.d/90-qmorch-bluechi-socket.conf",
-		"Service.IOWeight":    "/etc/containers/systemd/qm.container.d/50-qmorch-raw-service-ioweight.conf",
-		"X-Site.Note":         "/etc/containers/systemd/qm.container.d/50-qmorch-raw-x-site-note.conf",
+		"Service.IOWeight":    "/etc/containers/systemd/qm.container.d/50-qmorch-raw-Service-IOWeight.conf",
+		"Service.ioweight":    "/etc/containers/systemd/qm.container.d/50-qmorch-raw-Service-ioweight.conf",
+		"X-Site.Note":         "/etc/containers/systemd/qm.container.d/50-qmorch-raw-X-Site-Note.conf",
 		"Service.../../x":     "",
 		"memoryhigh":          "",
 		"Service.MemoryHigh":  "",

@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/qmorch/qmorch/internal/safefile"
 	"github.com/qmorch/qmorch/qmconf/unitfile"
 )
 
@@ -141,7 +142,7 @@ func LoadQMView(root string) (QMView, error) {
 		return QMView{}, err
 	}
 	defer r.Close()
-	f, files, err := EffectiveQuadlet(r.FS(), QMContainerFile)
+	f, files, err := EffectiveQuadlet(safefile.RootFS(r), QMContainerFile)
 	if err != nil {
 		return QMView{}, fmt.Errorf("qm.container under %s: %w", abs, err)
 	}

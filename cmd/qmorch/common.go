@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -13,6 +14,7 @@ import (
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
+	"github.com/qmorch/qmorch/controller"
 	"github.com/qmorch/qmorch/deploy"
 )
 
@@ -106,15 +108,30 @@ func (f *connFlags) deployer(ctx context.Context, d deps, local bool, extra ...d
 	var ctl deploy.Controller
 	closeFn := func() {}
 	if !local {
-		c, cl, err := d.connect(ctx, f.BusAddress, log)
+		c, cl, err := f.connect(ctx, d, log)
 		if err != nil {
-			return nil, nil, fmt.Errorf("connect to the BlueChi controller: %w", err)
+			return nil, nil, err
 		}
 		ctl, closeFn = c, func() { _ = cl() }
 	}
 	opts := append([]deploy.Option{deploy.WithTwinPrefix(f.TwinPrefix), deploy.WithRWETCFS(f.RWETCFS),
 		deploy.WithTimeout(f.Timeout), deploy.WithParallel(f.Parallel), deploy.WithLogger(log)}, extra...)
 	return deploy.New(ctl, opts...), closeFn, nil
+}
+
+// connect opens the controller connection, bounded by --timeout: a bus that accepts but never
+// answers the handshake must not hang the command (exit 3, see exitCode).
+func (f *connFlags) connect(ctx context.Context, d deps, log *slog.Logger) (deploy.Controller, func() error, error) {
+	cctx, cancel := context.WithTimeout(ctx, f.Timeout)
+	defer cancel()
+	c, cl, err := d.connect(cctx, f.BusAddress, log)
+	switch {
+	case err == nil:
+		return c, cl, nil
+	case errors.Is(err, controller.ErrTimeout) && ctx.Err() == nil:
+		return nil, nil, fmt.Errorf("connect to the BlueChi controller (--timeout %s): %w", f.Timeout, err)
+	}
+	return nil, nil, fmt.Errorf("connect to the BlueChi controller: %w", err)
 }
 
 // printReport ends a per-node command: printErr is the result of printing the report on

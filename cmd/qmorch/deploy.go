@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"os"
 	"path/filepath"
 	"strings"
 	"time"
@@ -112,13 +111,15 @@ func (o *DeployOptions) Complete(args []string) error {
 			}
 		}
 	}
-	content, err := os.ReadFile(file)
+	// Never os.ReadFile: a FIFO would block and /dev/zero fill memory (deploy.ReadSourceFile
+	// checks the name, then reads only a regular file of at most deploy.MaxFileSize bytes).
+	content, err := deploy.ReadSourceFile(file)
 	if err != nil {
 		var pe *fs.PathError
-		if errors.As(err, &pe) {
-			err = pe.Err
+		if errors.Is(err, deploy.ErrInvalid) || !errors.As(err, &pe) {
+			return err
 		}
-		return usageErrorf("read %s: %w", file, err)
+		return usageErrorf("read %s: %w", file, pe.Err)
 	}
 	o.File, o.Content = file, content
 	return nil
@@ -168,10 +169,8 @@ func (o *DeployOptions) Run(ctx context.Context) error {
 	if rep == nil {
 		return err
 	}
+	// Record first: a record that cannot be written is a warning in the printed results.
+	recordDeploy(o.StateDir, o.File, o.Content, rep) // for `qmorch list` (list_manifest.go)
 	perr := printDeploy(o.d.streams.Out, o.Output, rep)
-	err = printReport(o.d.streams, err, perr, rep.Results, func(r deploy.Result) (string, []string) { return r.Node, r.Warnings })
-	if perr == nil {
-		recordDeploy(o.d.streams.ErrOut, o.StateDir, o.File, o.Content, rep) // for `qmorch list` (list_manifest.go)
-	}
-	return err
+	return printReport(o.d.streams, err, perr, rep.Results, func(r deploy.Result) (string, []string) { return r.Node, r.Warnings })
 }

@@ -2,7 +2,6 @@ package main
 
 import (
 	"fmt"
-	"io"
 	"path/filepath"
 	"time"
 
@@ -10,13 +9,25 @@ import (
 )
 
 // recordDeploy adds the nodes where deploy put the file in place to qmorch's record (read by
-// `qmorch list`). A record that cannot be written is a warning: the deploy itself succeeded.
-func recordDeploy(errOut io.Writer, stateDir, file string, content []byte, rep *deploy.Report) {
+// `qmorch list` and `remove`). A record that cannot be written does not fail the deploy (the
+// files are in place), so it becomes a warning on each of those nodes' results: JSON consumers
+// see it in results[].warnings, and it goes to stderr with the other warnings.
+func recordDeploy(stateDir, file string, content []byte, rep *deploy.Report) {
 	entries := deploy.DeployedEntries(rep, filepath.Base(file), time.Now())
 	if len(entries) == 0 {
 		return
 	}
-	if err := deploy.OpenState(stateDir).Record(content, entries...); err != nil {
-		fmt.Fprintf(errOut, "warning: record of deployed units (qmorch list will not show this deploy): %v\n", err)
+	err := deploy.OpenState(stateDir).Record(content, entries...)
+	if err == nil {
+		return
+	}
+	w := fmt.Sprintf("deployed, but not recorded in qmorch's record of deployed units (qmorch list and remove will not know it): %v", err)
+	for i := range rep.Results {
+		for _, e := range entries {
+			if rep.Results[i].Node == e.Node {
+				rep.Results[i].Warnings = append(rep.Results[i].Warnings, w)
+				break
+			}
+		}
 	}
 }

@@ -100,7 +100,6 @@ func TestFleetExitCodes(t *testing.T) {
 		{"unit fails", []string{"start", "node1,node2", "fail"}, "", 1, "error: node node1: start fail.service on qm.node1: job failed"},
 		{"unit dies after start", []string{"restart", "node1", "crash"}, "", 1, "unit is failed/failed after restart"},
 		{"unit not found", []string{"start", "node1", "nosuch"}, "", 1, "nosuch.service"},
-		{"corrupt record", []string{"list", "--state-dir", corrupt}, "", 1, "manifest.json is corrupt"},
 		{"remove still loaded", []string{"remove", "node1", "web.container", state}, "", 1, "unit still loaded on qm.node1"},
 
 		{"bad unit name", []string{"start", "node1", "a b"}, "", 2, `unit "a b": character ' ' is not allowed`},
@@ -114,6 +113,7 @@ func TestFleetExitCodes(t *testing.T) {
 		{"remove unknown node", []string{"remove", "nodeX", "nested.container", state}, "", 2, "unknown node"},
 		{"list unknown node", []string{"list", "nodeX", state}, "", 2, "unknown node"},
 		{"list nodes and all", []string{"list", "node1", "--all", state}, "", 2, "not both"},
+		{"corrupt record", []string{"list", "--state-dir", corrupt}, "", 2, "manifest.json is corrupt"}, // bad local input, read before any node
 
 		{"bad bus address", []string{"start", "node1", "test"}, "unix:path=/nonexistent/qmorch-test.sock", 3, ""},
 		{"list bad bus address", []string{"list", state}, "unix:path=/nonexistent/qmorch-test.sock", 3, ""},

@@ -38,10 +38,22 @@ const (
 )
 
 func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	ctx, stop := notifyContext(context.Background())
 	code := run(ctx, os.Args[1:], defaultDeps())
 	stop()
 	os.Exit(code)
+}
+
+// notifyContext is a context cancelled by the first SIGINT or SIGTERM. After that signal the
+// default handling is restored, so a second Ctrl-C or SIGTERM kills the process even when
+// something does not honour the context.
+func notifyContext(parent context.Context) (context.Context, context.CancelFunc) {
+	ctx, stop := signal.NotifyContext(parent, os.Interrupt, syscall.SIGTERM)
+	go func() {
+		<-ctx.Done()
+		stop()
+	}()
+	return ctx, stop
 }
 
 // run executes one command line and returns the exit code; errors are printed here, once.
@@ -66,6 +78,9 @@ func run(ctx context.Context, args []string, d deps) int {
 	}
 	if ctx.Err() != nil {
 		fmt.Fprintln(d.streams.ErrOut, "qmorch: interrupted")
+		if code == ExitUnreachable {
+			code = ExitFailed // interrupted while connecting: the documented exit code of an interrupted run
+		}
 	}
 	return code
 }

@@ -158,7 +158,8 @@ func TestProvisionArgvAccepted(t *testing.T) {
 func TestProvisionControllerCLI(t *testing.T) {
 	t.Parallel()
 	root := provTree(t, map[string]string{
-		"etc/bluechi/controller.conf": "[bluechi-controller]\nAllowedNodeNames=control,node9\nAllowedNodeNames=,node8\n",
+		"etc/bluechi/controller.conf":              "[bluechi-controller]\nAllowedNodeNames=control,node9\nAllowedNodeNames=,node8\n",
+		"usr/share/bluechi/config/controller.conf": "[bluechi-controller]\n",
 	})
 	var nodes []string
 	for i := range 60 {
@@ -191,11 +192,19 @@ func TestProvisionControllerCLI(t *testing.T) {
 	require.Contains(t, errOut, "whitespace")
 
 	// An entry with a space today is refused rather than carried or silently changed.
-	bad := provTree(t, map[string]string{"etc/bluechi/controller.conf": "[bluechi-controller]\nAllowedNodeNames=control, node9\n"})
+	bad := provTree(t, map[string]string{"etc/bluechi/controller.conf": "[bluechi-controller]\nAllowedNodeNames=control, node9\n",
+		"usr/share/bluechi/config/controller.conf": "[bluechi-controller]\n"})
 	_, errOut, code = provRun(t, nil, "provision", "controller", "--root", bad, "--nodes", "node1")
 	require.Equal(t, ExitUsage, code)
 	require.Contains(t, errOut, `" node9" contains whitespace`)
 	require.NoFileExists(t, filepath.Join(bad, "etc/bluechi/controller.conf.d/99-qmorch.conf"))
+
+	// bluechi-controller refuses to start without its default file: so does qmorch.
+	noDefault := provTree(t, map[string]string{"etc/bluechi/controller.conf": "[bluechi-controller]\n"})
+	_, errOut, code = provRun(t, nil, "provision", "controller", "--root", noDefault, "--nodes", "node1")
+	require.Equal(t, ExitUsage, code)
+	require.Contains(t, errOut, "/usr/share/bluechi/config/controller.conf is missing")
+	require.NoDirExists(t, filepath.Join(noDefault, "etc/bluechi/controller.conf.d"))
 }
 
 func TestConfigShowCLI(t *testing.T) {
@@ -259,6 +268,14 @@ type execNode struct {
 	mu   sync.Mutex
 	runs [][]string
 	logs []string
+}
+
+// logText is what the node-side runs printed on stderr (read under the lock: runs happen on the
+// test controller's goroutines).
+func (n *execNode) logText() string {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return strings.Join(n.logs, "")
 }
 
 func (n *execNode) Call(ctx context.Context, method string, args []any) ([]any, error) {
@@ -342,7 +359,7 @@ func TestProvisionQMAgentRemoteCLI(t *testing.T) {
 	require.NoError(t, json.Unmarshal([]byte(out), &doc))
 	require.True(t, doc.OK)
 	require.Len(t, doc.Results, 1)
-	require.Equal(t, "changed", doc.Results[0].Action, node1.logs)
+	require.Equal(t, "changed", doc.Results[0].Action, node1.logText())
 	require.Equal(t, "restarted", doc.Results[0].AgentRestart)
 	require.Equal(t, "qm.node1", doc.Results[0].QMNode)
 	require.Equal(t, 1, restarts())
@@ -363,7 +380,7 @@ func TestProvisionQMAgentRemoteCLI(t *testing.T) {
 	require.Equal(t, ExitFailed, code)
 	require.Regexp(t, `node2\s+qm\.node2\s+failed`, out)
 	require.Contains(t, errOut, "exited 2: invalid host configuration or flags")
-	require.Contains(t, strings.Join(node2.logs, ""), "/etc/bluechi/agent.conf:2:")
+	require.Contains(t, node2.logText(), "/etc/bluechi/agent.conf:2:")
 	require.Equal(t, 0, h.Node("qm.node2").Calls("RestartUnit"))
 
 	// A node without a registered twin: changed, restart skipped with a warning.

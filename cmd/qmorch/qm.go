@@ -246,6 +246,20 @@ func (o *QMChangeOptions) Run(ctx context.Context) error {
 		return err
 	}
 	defer closeFn()
+	if o.Root != "" {
+		// Refuse a tree whose etc/ or drop-in directory leads outside it before anything is
+		// written (exit 2, naming the path).
+		rels := []string{strings.TrimPrefix(qmconf.QMContainerDropInDir, "/")}
+		for _, a := range o.Set {
+			rels = append(rels, strings.TrimPrefix(a.Path(), "/"))
+		}
+		for _, u := range o.Remove {
+			rels = append(rels, strings.TrimPrefix(u.Path(), "/"))
+		}
+		if err := deploy.CheckLocalRoot(o.Root, rels...); err != nil {
+			return err
+		}
+	}
 	if o.Restart && !o.DryRun {
 		fmt.Fprintf(o.d.streams.ErrOut, "note: --restart restarts qm.service on %s: every unit inside QM restarts and the QM agent (%sNODE) disconnects until QM is back\n",
 			strings.Join(o.selectorsText(), ","), o.TwinPrefix)
@@ -255,7 +269,7 @@ func (o *QMChangeOptions) Run(ctx context.Context) error {
 		Restart: o.Restart, RestartTimeout: o.RestartTimeout, DryRun: o.DryRun, Root: o.Root,
 	})
 	if rep != nil {
-		if perr := printQMChange(o.d.streams.Out, o.Output, rep); perr != nil {
+		if perr := printQMChange(o.d.streams.Out, o.Output, rep, o.Restart); perr != nil {
 			return errors.Join(err, perr)
 		}
 		printQMWarnings(o.d.streams.ErrOut, rep)

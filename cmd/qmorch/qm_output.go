@@ -17,7 +17,7 @@ import (
 //	   "files": [{"key": "MemoryHigh", "path": "/etc/containers/systemd/qm.container.d/50-qmorch-memory-high.conf",
 //	              "op": "write", "changed": true}],  // op write|remove; changed false = already so
 //	   "changed": true, "reloaded": true,            // daemon-reload ran on the host node
-//	   "restart": "restarted",                       // restarted | pending | none | failed
+//	   "restart": "restarted",                       // restarted | pending | none | failed (failed: only with --restart)
 //	   "restartMs": 5200, "qmAwayMs": 4900,          // only when restarted: request -> qm.NODE online; offline -> online
 //	   "durationMs": 6100, "error": "...", "warnings": ["..."], "plan": [...]}]}
 type QMChangeOutput struct {
@@ -52,8 +52,23 @@ type QMFileJSON struct {
 	Changed bool   `json:"changed"`
 }
 
-func printQMChange(w io.Writer, format string, rep *deploy.QMChangeReport) error {
+// restartShown is a result's restart outcome as reported: "failed" only when a restart was asked
+// for (--restart); a failure without one leaves the restart pending (files changed) or none.
+func restartShown(r deploy.QMChangeResult, restartAsked bool) string {
+	if r.Restart != deploy.QMRestartFailed || restartAsked {
+		return r.Restart
+	}
+	if r.Changed {
+		return deploy.QMRestartPending
+	}
+	return deploy.QMRestartNone
+}
+
+func printQMChange(w io.Writer, format string, rep *deploy.QMChangeReport, restartAsked bool) error {
 	out := QMChangeOutput{APIVersion: apiVersion, Kind: "QMChangeResult", DryRun: rep.DryRun, OK: true}
+	for i := range rep.Results {
+		rep.Results[i].Restart = restartShown(rep.Results[i], restartAsked)
+	}
 	for _, r := range rep.Results {
 		x := QMChangeResult{Node: r.Node, QMNode: r.Twin, Files: []QMFileJSON{}, Changed: r.Changed, Reloaded: r.Reloaded,
 			Restart: r.Restart, DurationMs: r.Duration.Milliseconds(), Warnings: r.Warnings}
@@ -95,8 +110,12 @@ func printQMChange(w io.Writer, format string, rep *deploy.QMChangeReport) error
 			who = "local"
 		}
 		switch {
+		case r.Err != nil && r.Restart == deploy.QMRestartFailed:
+			fmt.Fprintf(w, "%s: failed; qm.service was not restarted or did not come back (see the error)\n", who)
+		case r.Err != nil && r.Restart == deploy.QMRestartPending:
+			fmt.Fprintf(w, "%s: failed after some files changed; restart pending (see the error)\n", who)
 		case r.Err != nil:
-			fmt.Fprintf(w, "%s: failed (restart %s)\n", who, r.Restart)
+			fmt.Fprintf(w, "%s: failed (see the error)\n", who)
 		case r.Restart == deploy.QMRestartDone:
 			fmt.Fprintf(w, "%s: qm.service restarted; %s online again %.1fs after the restart request (QM agent away %.1fs)\n",
 				who, r.Twin, r.RestartTook.Seconds(), r.QMAway.Seconds())

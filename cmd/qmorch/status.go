@@ -154,7 +154,7 @@ func (o *StatusOptions) Run(ctx context.Context) error {
 		err := dep.WatchStatus(ctx, deploy.WatchRequest{
 			StatusRequest: o.request(),
 			Reconnect: func(ctx context.Context) (deploy.Controller, func() error, error) {
-				return o.d.connect(ctx, o.BusAddress, o.d.logger())
+				return o.connect(ctx, o.d, o.d.logger()) // bounded by --timeout: a silent bus must not stall the watch
 			},
 		}, p.print)
 		if err == nil && p.err != nil {

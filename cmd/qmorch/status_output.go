@@ -11,7 +11,7 @@ import (
 	"github.com/qmorch/qmorch/deploy"
 )
 
-// JSON documents of `qmorch status` (schema in docs/json-status.md; stable within apiVersion
+// JSON documents of `qmorch status` (schema in docs/json.md; stable within apiVersion
 // "qmorch/v1": fields may be added, never renamed, removed or retyped).
 
 // NodeStatusOutput is `qmorch status -o json` without units (kind "NodeStatusList").
@@ -74,6 +74,10 @@ type StatusEventOutput struct {
 	Status      string `json:"status,omitempty"`      // node: online | offline
 	Reason      string `json:"reason,omitempty"`      // unit: real | virtual
 	Message     string `json:"message,omitempty"`     // monitor
+	// Added in qmorch/v1 (fields only): why qmorch synthesised a node or unit state (e.g. "not
+	// registered on the controller"), and the BlueChi nodes a monitor event is about.
+	Detail string   `json:"detail,omitempty"`
+	Nodes  []string `json:"nodes,omitempty"`
 }
 
 // WaitOnlineOutput is `qmorch status --wait-online -o json` (kind "NodesOnline").
@@ -223,7 +227,7 @@ func (p *watchPrinter) print(ev deploy.WatchEvent) {
 			APIVersion: apiVersion, Kind: "StatusEvent", Time: ev.Time.UTC().Format(time.RFC3339Nano),
 			Event: string(ev.Kind), Node: ev.Node, BlueChiNode: ev.On, Unit: ev.Unit, LoadState: ev.LoadState,
 			ActiveState: ev.ActiveState, SubState: ev.SubState, Status: string(ev.Status), Reason: ev.Reason,
-			Message: ev.Message,
+			Message: ev.Message, Detail: ev.Detail, Nodes: ev.Nodes,
 		})
 		if err == nil {
 			_, err = p.w.Write(append(b, '\n'))
@@ -247,6 +251,9 @@ func (p *watchPrinter) print(ev deploy.WatchEvent) {
 		line = fmt.Sprintf("%s  %-16s %-32s %s", ts, ev.On, "node", ev.Status)
 	default:
 		line = fmt.Sprintf("%s  %-16s %s", ts, "-", ev.Message)
+	}
+	if ev.Detail != "" {
+		line += "  (" + ev.Detail + ")"
 	}
 	_, p.err = fmt.Fprintln(p.w, line)
 }

@@ -263,12 +263,13 @@ func (l lockedWriter) Write(p []byte) (int, error) {
 // guards against a hang.
 func (w *stWatch) next(t *testing.T, parts ...string) string {
 	t.Helper()
+	var skipped []string
 	deadline := time.After(20 * time.Second)
 	for {
 		select {
 		case l, ok := <-w.lines:
 			if !ok {
-				t.Fatalf("watch ended before a line with %q", parts)
+				t.Fatalf("watch ended before a line with %q; skipped %q", parts, skipped)
 			}
 			match := true
 			for _, p := range parts {
@@ -280,18 +281,20 @@ func (w *stWatch) next(t *testing.T, parts ...string) string {
 			if match {
 				return l
 			}
+			skipped = append(skipped, l)
 		case <-deadline:
 			w.mu.Lock()
 			defer w.mu.Unlock()
-			t.Fatalf("no line with %q (stderr: %s)", parts, w.stderr.String())
+			t.Fatalf("no line with %q; skipped %q (stderr: %s)", parts, skipped, w.stderr.String())
 		}
 	}
 }
 
 // all waits for lines matching each of the patterns, in any order (the monitor's unit events
-// and the node status signals travel on different channels).
-func (w *stWatch) all(t *testing.T, patterns ...[]string) {
+// and the node status signals travel on different channels). It returns the lines it read.
+func (w *stWatch) all(t *testing.T, patterns ...[]string) []string {
 	t.Helper()
+	var got []string
 	left := append([][]string(nil), patterns...)
 	deadline := time.After(20 * time.Second)
 	for len(left) > 0 {
@@ -300,6 +303,7 @@ func (w *stWatch) all(t *testing.T, patterns ...[]string) {
 			if !ok {
 				t.Fatalf("watch ended while waiting for %q", left)
 			}
+			got = append(got, l)
 			for i, parts := range left {
 				match := true
 				for _, p := range parts {
@@ -316,9 +320,10 @@ func (w *stWatch) all(t *testing.T, patterns ...[]string) {
 		case <-deadline:
 			w.mu.Lock()
 			defer w.mu.Unlock()
-			t.Fatalf("no lines with %q (stderr: %s)", left, w.stderr.String())
+			t.Fatalf("no lines with %q; got %q (stderr: %s)", left, got, w.stderr.String())
 		}
 	}
+	return got
 }
 
 // stop ends the watch like Ctrl-C and returns its exit code.
@@ -454,4 +459,177 @@ func TestStatusGolden(t *testing.T) {
 			assertGolden(t, tc.golden, out)
 		})
 	}
+}
+
+// until returns the lines up to and including the next one that contains every part.
+func (w *stWatch) until(t *testing.T, parts ...string) []string {
+	t.Helper()
+	var got []string
+	deadline := time.After(20 * time.Second)
+	for {
+		select {
+		case l, ok := <-w.lines:
+			if !ok {
+				t.Fatalf("watch ended before a line with %q; got %q", parts, got)
+			}
+			got = append(got, l)
+			match := true
+			for _, p := range parts {
+				if !strings.Contains(l, p) {
+					match = false
+					break
+				}
+			}
+			if match {
+				return got
+			}
+		case <-deadline:
+			w.mu.Lock()
+			defer w.mu.Unlock()
+			t.Fatalf("no line with %q; got %q (stderr: %s)", parts, got, w.stderr.String())
+		}
+	}
+}
+
+// stRestart replaces h's controller on the same bus with one that has only the given nodes;
+// the watches must have printed "monitor ended" before the new one starts (waitEnded).
+func stRestart(t *testing.T, h *testcontroller.Harness, waitEnded func(), nodes ...string) {
+	t.Helper()
+	require.NoError(t, h.Controller.Close())
+	waitEnded()
+	specs := make([]testcontroller.NodeSpec, 0, len(nodes))
+	for _, n := range nodes {
+		specs = append(specs, testcontroller.NodeSpec{Name: n, Backend: h.Node(n)})
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	c, err := testcontroller.New(ctx, testcontroller.Options{Address: h.Address, Nodes: specs})
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = c.Close() })
+	h.Controller = c
+}
+
+// stLineState is (BlueChi node, what) -> state of a watch table line: "qm.node1 web.service" ->
+// "active/running", "qm.node1 node" -> "online"; ok false for monitor lines.
+func stLineState(l string) (key, state string, ok bool) {
+	f := strings.Fields(l)
+	if len(f) < 4 || f[1] == "-" {
+		return "", "", false
+	}
+	return f[1] + " " + f[2], f[3], true
+}
+
+// stNoRepeats: a line never repeats the state last printed for the same node or unit.
+func stNoRepeats(t *testing.T, lines []string) {
+	t.Helper()
+	last := map[string]string{}
+	for _, l := range lines {
+		key, state, ok := stLineState(l)
+		if !ok {
+			continue
+		}
+		require.NotEqual(t, last[key], state, "state printed twice in a row: %q\nin:\n%s", l, strings.Join(lines, "\n"))
+		last[key] = state
+	}
+}
+
+// TestStatusWatchRestartSameNodes (a): the controller comes back with the same nodes; after
+// re-subscribing the watch prints what changed while it was away (a state change, a unit
+// systemd unloaded) and nothing it had printed already.
+func TestStatusWatchRestartSameNodes(t *testing.T) {
+	h := stHarness(t)
+	require.NoError(t, h.Node("qm.node1").SetUnitState("web.service", "active", "running"))
+	require.NoError(t, h.Node("qm.node2").SetUnitState("web.service", "active", "running"))
+	require.NoError(t, h.Node("qm.node2").SetUnitState("test.service", "active", "running"))
+	w := stStartWatch(t, h, "node1,node2", "web", "test")
+	seen := w.all(t, []string{"qm.node2", "test.service", "active/running"},
+		[]string{"qm.node1", "web.service", "active/running"}, []string{"qm.node2", "web.service", "active/running"})
+
+	var lines []string
+	stRestart(t, h, func() { lines = append(lines, w.until(t, "monitor ended")...) }, stNodes...)
+	// While nobody listened: web failed on qm.node2, test.service was unloaded there.
+	require.NoError(t, h.Node("qm.node2").SetUnitState("web.service", "failed", "failed"))
+	h.Node("qm.node2").RemoveUnit("test.service")
+	lines = append(lines, w.until(t, "re-subscribed")...)
+	// A transition after the restart marks the end of what the re-subscription printed.
+	stJob(t, h, "qm.node1", "stop", "web.service")
+	lines = append(lines, w.until(t, "qm.node1", "web.service", "inactive/dead")...)
+
+	all := strings.Join(lines, "\n")
+	t.Log(all)
+	require.Regexp(t, `qm\.node2\s+web\.service\s+failed/failed`, all)
+	require.Regexp(t, `qm\.node2\s+test\.service\s+not-loaded`, all)
+	require.NotContains(t, all, "not registered")
+	stNoRepeats(t, append(seen, lines...))
+	require.Equal(t, 0, w.stop(t))
+}
+
+// TestStatusWatchRestartWithoutNodes (b, c): the controller comes back without qm.node2 and
+// node3: the watch says they are gone (node and unit lines), reports the subscription it could
+// not make, and picks the nodes up again when a later controller has them.
+func TestStatusWatchRestartWithoutNodes(t *testing.T) {
+	if !testcontroller.IsRoot() {
+		t.Skip("the test controller's bus admits only root")
+	}
+	fleet := []string{"node1", "qm.node1", "node2", "qm.node2", "node3"}
+	h := testcontroller.Start(t, testcontroller.WithMemoryNodes(fleet...))
+	require.NoError(t, h.Node("qm.node1").SetUnitState("web.service", "active", "running"))
+	require.NoError(t, h.Node("qm.node2").SetUnitState("web.service", "active", "running"))
+
+	nodes := stStartWatch(t, h)                                     // status -w
+	units := stStartWatch(t, h, "node1,node2", "web", "-o", "json") // status -w node1,node2 web -o json
+	nodes.all(t, []string{"node3", " node ", "online"}, []string{"qm.node2", " node ", "online"})
+	units.all(t, []string{`"bluechiNode":"qm.node1"`, `"activeState":"active"`},
+		[]string{`"bluechiNode":"qm.node2"`, `"activeState":"active"`})
+
+	// Both watches have their monitor (the nodes watch prints its first lines before).
+	require.Eventually(t, func() bool {
+		calls, _ := h.Controller.Traffic(false)
+		return calls["org.eclipse.bluechi.Controller.CreateMonitor"] >= 2
+	}, 20*time.Second, 10*time.Millisecond)
+	ended := func() { nodes.next(t, "monitor ended"); units.next(t, `monitor ended`) }
+	stRestart(t, h, ended, "node1", "qm.node1", "node2")
+
+	// (b) The gone nodes, with the reason, and the unit on the gone twin.
+	nodes.all(t, []string{"qm.node2", " node ", "offline", "(not registered on the controller)"},
+		[]string{"node3", " node ", "offline", "(not registered on the controller)"},
+		[]string{"re-subscribed"})
+	var gotNode, gotUnit, gotPending bool
+	for !gotNode || !gotUnit || !gotPending {
+		l := units.next(t, `"qmorch/v1"`)
+		var ev StatusEventOutput
+		require.NoError(t, json.Unmarshal([]byte(l), &ev))
+		require.NotEqual(t, "re-subscribed", ev.Message, "qm.node2 could not be subscribed")
+		switch {
+		case ev.Event == "node" && ev.BlueChiNode == "qm.node2":
+			require.Equal(t, StatusEventOutput{APIVersion: "qmorch/v1", Kind: "StatusEvent", Time: ev.Time, Event: "node",
+				Node: "node2", BlueChiNode: "qm.node2", Status: "offline", Detail: "not registered on the controller"}, ev)
+			gotNode = true
+		case ev.Event == "unit" && ev.BlueChiNode == "qm.node2":
+			require.Equal(t, StatusEventOutput{APIVersion: "qmorch/v1", Kind: "StatusEvent", Time: ev.Time, Event: "unit",
+				Node: "node2", BlueChiNode: "qm.node2", Unit: "web.service", LoadState: "loaded", ActiveState: "inactive",
+				SubState: "agent-offline", Reason: "virtual", Detail: "not registered on the controller"}, ev)
+			gotUnit = true
+		case ev.Event == "monitor" && strings.Contains(ev.Message, "not subscribed"):
+			require.Equal(t, []string{"qm.node2"}, ev.Nodes)
+			require.Contains(t, ev.Message, "not registered on the controller")
+			gotPending = true
+		}
+	}
+	// The nodes still there go on reporting.
+	stJob(t, h, "qm.node1", "stop", "web.service")
+	units.next(t, `"bluechiNode":"qm.node1"`, `"activeState":"inactive"`)
+
+	// (c) A later controller has them again: they and their units are picked up.
+	ended = func() { nodes.next(t, "monitor ended"); units.next(t, `monitor ended`) }
+	stRestart(t, h, ended, fleet...)
+	nodes.all(t, []string{"qm.node2", " node ", "online", "(registered on the controller again)"},
+		[]string{"node3", " node ", "online", "(registered on the controller again)"})
+	units.all(t, []string{`"event":"monitor"`, `"message":"re-subscribed"`},
+		[]string{`"event":"node"`, `"bluechiNode":"qm.node2"`, `"status":"online"`},
+		[]string{`"event":"unit"`, `"bluechiNode":"qm.node2"`, `"activeState":"active"`, `"subState":"running"`})
+	stJob(t, h, "qm.node2", "stop", "web.service")
+	units.next(t, `"bluechiNode":"qm.node2"`, `"activeState":"inactive"`, `"subState":"dead"`)
+	require.Equal(t, 0, nodes.stop(t))
+	require.Equal(t, 0, units.stop(t))
 }
