@@ -23,6 +23,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/qmorch/qmorch/controller"
+	tb "github.com/qmorch/qmorch/tests/testbed"
 )
 
 // Nodes of the testbed: host nodes and the ones with a QM partition.
@@ -93,31 +94,13 @@ func run(m *testing.M) int {
 	return m.Run()
 }
 
-// readEnv parses $TB/testbed.env (KEY=VALUE lines, optional double quotes) written by testbed.sh.
+// readEnv returns the raw KEY=VALUE map of $TB/testbed.env, read by the testbed package.
 func readEnv() (map[string]string, error) {
-	tb := os.Getenv("TB")
-	if tb == "" {
-		tb = "/var/tmp/qmorch-testbed"
-	}
-	f, err := os.Open(filepath.Join(tb, "testbed.env"))
+	env, err := tb.Load("")
 	if err != nil {
 		return nil, fmt.Errorf("testbed not up: %w", err)
 	}
-	defer f.Close()
-	env := map[string]string{}
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		line := strings.TrimSpace(sc.Text())
-		if line == "" || strings.HasPrefix(line, "#") {
-			continue
-		}
-		k, v, ok := strings.Cut(line, "=")
-		if !ok {
-			continue
-		}
-		env[k] = strings.Trim(v, `"`)
-	}
-	return env, sc.Err()
+	return env.Raw, nil
 }
 
 func refreshEnv(t *testing.T) {
