@@ -95,7 +95,34 @@ func Start(t testing.TB, opts ...HarnessOption) *Harness {
 	h.Controller = c
 	t.Cleanup(func() { _ = c.Close() })
 	h.Sync()
+	// Backends connect on their own goroutines: return only when every node whose backend is
+	// online is online in the controller too, so tests never race the registration.
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		pending := h.pendingNodes()
+		if len(pending) == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("testcontroller: nodes %v did not come online within 10s", pending)
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
 	return h
+}
+
+// pendingNodes lists the nodes whose backend is online but which the controller does not yet
+// see online (backends that cannot tell are not waited for).
+func (h *Harness) pendingNodes() []string {
+	var pending []string
+	h.Controller.Do(func() {
+		for _, n := range h.Controller.nodes {
+			if b, ok := n.backend.(interface{ Online() bool }); ok && b.Online() && n.session == nil {
+				pending = append(pending, n.name)
+			}
+		}
+	})
+	return pending
 }
 
 func itoa(i int) string {
