@@ -76,10 +76,13 @@ type Config struct {
 	Warnings []Warning
 	entries  map[sectionKey]*Entry
 	order    []sectionKey
+	// bySection indexes order per section, so listing a section is linear in its own keys
+	// (a 1 MiB file can hold ~70k sections).
+	bySection map[string][]sectionKey
 }
 
 func newConfig(p Program) *Config {
-	return &Config{Program: p, entries: map[sectionKey]*Entry{}}
+	return &Config{Program: p, entries: map[sectionKey]*Entry{}, bySection: map[string][]sectionKey{}}
 }
 
 func (c *Config) set(section, key, value string, origin Origin) {
@@ -91,6 +94,7 @@ func (c *Config) set(section, key, value string, origin Origin) {
 	}
 	c.entries[k] = &Entry{Section: section, Key: key, Value: value, Origin: origin}
 	c.order = append(c.order, k)
+	c.bySection[section] = append(c.bySection[section], k)
 }
 
 // Lookup returns the entry of section/key, or nil when the key was never set.
@@ -116,13 +120,9 @@ func (c *Config) GetIn(section, key string) (string, bool) {
 // Sections returns the sections that hold at least one key, sorted bytewise
 // like BlueChi's cfg_list_sections.
 func (c *Config) Sections() []string {
-	seen := map[string]bool{}
-	var out []string
-	for _, k := range c.order {
-		if !seen[k.section] {
-			seen[k.section] = true
-			out = append(out, k.section)
-		}
+	out := make([]string, 0, len(c.bySection))
+	for s := range c.bySection {
+		out = append(out, s)
 	}
 	sort.Strings(out)
 	return out
@@ -130,11 +130,10 @@ func (c *Config) Sections() []string {
 
 // Entries returns the entries of section in the order they were first set.
 func (c *Config) Entries(section string) []*Entry {
-	var out []*Entry
-	for _, k := range c.order {
-		if k.section == section {
-			out = append(out, c.entries[k])
-		}
+	keys := c.bySection[section]
+	out := make([]*Entry, 0, len(keys))
+	for _, k := range keys {
+		out = append(out, c.entries[k])
 	}
 	return out
 }
