@@ -155,6 +155,7 @@ func (d *Deployer) WatchStatus(ctx context.Context, req WatchRequest, emit func(
 	// first: nothing subscribed yet (no "re-subscribed"); fresh: sel.infos is still the current
 	// node list (the very first attempt): any later attempt may face another controller.
 	first, fresh := true, true
+	announced := false // "monitor ended" was printed for the current outage
 	for ctx.Err() == nil {
 		// The node status watch lives as long as the connection.
 		nsCtx, nsCancel := context.WithCancel(ctx)
@@ -184,6 +185,12 @@ func (d *Deployer) WatchStatus(ctx context.Context, req WatchRequest, emit func(
 					return err
 				}
 				d.opts.logger.Debug("status -w: subscribe failed, retrying", "err", err, "backoff", backoff)
+				// The controller went away while subscribing: say so once, as when it goes
+				// away while following (the user must never watch a silent, dead view).
+				if errors.Is(err, controller.ErrControllerUnavailable) && !announced {
+					w.emitMonitor("monitor ended (controller restarted or gone); re-subscribing")
+					announced = true
+				}
 				if errors.Is(err, controller.ErrDisconnected) || w.drainNodes(ns) {
 					lost = true
 					break
@@ -194,6 +201,7 @@ func (d *Deployer) WatchStatus(ctx context.Context, req WatchRequest, emit func(
 				continue
 			}
 			backoff = watchBackoffMin
+			announced = false
 			if pending := w.pendingNodes(); len(pending) > 0 {
 				w.emit(WatchEvent{Time: w.now(), Kind: WatchMonitor, Nodes: pending, Message: fmt.Sprintf(
 					"not subscribed on %s: %s; subscribing when registered", strings.Join(pending, ", "), detailNotRegistered)})
@@ -220,6 +228,7 @@ func (d *Deployer) WatchStatus(ctx context.Context, req WatchRequest, emit func(
 				ccancel()
 			case followMonitorEnded:
 				w.emitMonitor("monitor ended (controller restarted or gone); re-subscribing")
+				announced = true
 				if !sleep() {
 					break
 				}
