@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -21,7 +22,9 @@ import (
 // It deploys bench.container (QMORCH_BENCH_FILE names another Quadlet file to use, e.g. one
 // with an image the nodes have) to every host node with a QM twin, with a different comment line
 // each iteration so that every iteration writes, reloads and restarts; at the end it removes
-// the file and the unit again. Skipped without QMORCH_BENCH_BUS.
+// the file and the unit again. QMORCH_BENCH_NODES (a comma list) limits it to those host nodes;
+// QMORCH_BENCH_SEQUENTIAL=1 deploys to them one after another (the per-node loop baseline).
+// Skipped without QMORCH_BENCH_BUS.
 func BenchmarkDeployExternal(b *testing.B) {
 	addr := os.Getenv("QMORCH_BENCH_BUS")
 	if addr == "" {
@@ -53,10 +56,33 @@ func BenchmarkDeployExternal(b *testing.B) {
 	b.ResetTimer()
 	for i := range b.N {
 		body := append(append([]byte{}, content...), fmt.Sprintf("# qmorch bench %d %d\n", time.Now().UnixNano(), i)...)
-		rep, err := d.Deploy(context.Background(), deploy.Request{All: true, File: file, Source: file, Content: body})
-		if err != nil {
-			b.Fatal(err)
+		n := 0
+		for _, nodes := range benchNodeGroups() {
+			req := deploy.Request{All: nodes == nil, Nodes: nodes, File: file, Source: file, Content: body}
+			rep, err := d.Deploy(context.Background(), req)
+			if err != nil {
+				b.Fatal(err)
+			}
+			n += len(rep.Results)
 		}
-		b.ReportMetric(float64(len(rep.Results)), "nodes")
+		b.ReportMetric(float64(n), "nodes")
 	}
+}
+
+// benchNodeGroups is what one iteration deploys to: nil = every host with a QM twin; with
+// QMORCH_BENCH_NODES, those nodes at once, or one group per node with QMORCH_BENCH_SEQUENTIAL=1.
+func benchNodeGroups() [][]string {
+	list := os.Getenv("QMORCH_BENCH_NODES")
+	if list == "" {
+		return [][]string{nil}
+	}
+	nodes := strings.Split(list, ",")
+	if os.Getenv("QMORCH_BENCH_SEQUENTIAL") != "1" {
+		return [][]string{nodes}
+	}
+	groups := make([][]string, len(nodes))
+	for i, n := range nodes {
+		groups[i] = []string{n}
+	}
+	return groups
 }
