@@ -30,8 +30,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/hashicorp/go-multierror"
-
 	"github.com/qmorch/qmorch/controller"
 	"github.com/qmorch/qmorch/qmconf"
 )
@@ -256,47 +254,29 @@ func (d *Deployer) Deploy(ctx context.Context, req Request) (*Report, error) {
 	if req.DryRun {
 		return d.planned(req, unit, targets)
 	}
-	r := &run{d: d, req: req, unit: unit, hub: newHub(ctx, d.c)}
+	r, done := d.newFleetRun(ctx)
+	defer done()
+	r.req, r.unit = req, unit
 	// The hub lives for this call only: its monitor's Close at the end drops every
 	// subscription on the controller, so watches need no Unsubscribe round trip each.
 	r.hub.keepSubs = true
-	defer func() {
-		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cleanupTimeout)
-		defer cancel()
-		r.hub.close(cctx)
-	}()
 	r.allStarted = make(chan struct{})
 	r.pending.Store(int64(len(targets)))
 	for _, t := range targets {
 		t.started = sync.OnceFunc(r.nodeStarted)
 	}
 	rep := &Report{Results: make([]Result, len(targets))}
-	sem := make(chan struct{}, max(d.opts.parallel, 1))
-	var wg sync.WaitGroup
-	for i, t := range targets {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			defer t.started()
-			select {
-			case sem <- struct{}{}:
-				defer func() { <-sem }()
-				rep.Results[i] = r.node(ctx, t)
-			case <-ctx.Done():
-				rep.Results[i] = r.result(t)
-				rep.Results[i].Action = ActionFailed
-				rep.Results[i].Err = fmt.Errorf("node %s: not started: %w", t.host, ctx.Err())
-			}
-		}()
-	}
-	wg.Wait()
-	var merr *multierror.Error
-	for _, res := range rep.Results {
-		if res.Err != nil {
-			merr = multierror.Append(merr, res.Err)
-		}
-	}
-	return rep, merr.ErrorOrNil()
+	fanOut(ctx, len(targets), d.opts.parallel, func(i int) {
+		defer targets[i].started()
+		rep.Results[i] = r.node(ctx, targets[i])
+	}, func(i int, err error) {
+		t := targets[i]
+		defer t.started()
+		rep.Results[i] = r.result(t)
+		rep.Results[i].Action = ActionFailed
+		rep.Results[i].Err = fmt.Errorf("node %s: not started: %w", t.host, err)
+	})
+	return rep, nodeErrors(rep.Results, func(res Result) error { return res.Err })
 }
 
 // planned is a dry run's report; its error aggregates the nodes that would fail (offline, no
